@@ -1,0 +1,35 @@
+/* rq_log.h -- log.c: the levelled logger (SPEC §10.2).  The level is
+ * checked before anything is formatted (Redis serverLog).  Every line goes
+ * through secret redaction: registered secret values become ***. */
+#ifndef RQ_LOG_H
+#define RQ_LOG_H
+
+typedef enum { RQ_LOG_DEBUG, RQ_LOG_INFO, RQ_LOG_WARN, RQ_LOG_ERROR }
+  RqLogLevel;
+
+/* Optional structured context of a line (JSON format keys). */
+typedef struct {
+  const char *mission;
+  const char *execution;
+  const char *action;
+  const char *at;        /* "file:line:col" */
+} RqLogCtx;
+
+extern int rqi_log_level;            /* lines below it are dropped */
+void rqi_log_configure(int level, int json_format, int utc);
+void rqi_log_write(int level, const RqLogCtx *ctx, const char *fmt, ...)
+  __attribute__((format(printf, 3, 4)));
+#define rq_log(level, ctx, ...)                                           \
+  do {                                                                    \
+    if ((level) >= rqi_log_level)                                         \
+      rqi_log_write((level), (ctx), __VA_ARGS__);                         \
+  } while (0)
+/* Registers a secret value (token, password, key) that must never be
+ * printed; copies it. Values shorter than 4 bytes are ignored. */
+void rqi_log_add_secret(const char *value);
+/* Returns a malloc'd copy of s with every registered secret replaced by
+ * ***, and URL userinfo removed. */
+char *rqi_log_redact(const char *s);
+void rqi_log_shutdown(void);         /* frees the secret list */
+
+#endif

@@ -1,0 +1,44 @@
+/* rq_util.h -- util.c: allocation that aborts on OOM, RqBuf (a byte
+ * buffer with a cap, like curl's dynbuf), clocks and ISO-8601 time. */
+#ifndef RQ_UTIL_H
+#define RQ_UTIL_H
+
+#include <stddef.h>
+#include <stdbool.h>
+
+void *rq_malloc(size_t n);          /* never NULL: logs and aborts on OOM */
+void *rq_calloc(size_t n, size_t sz);
+void *rq_realloc(void *p, size_t n);
+char *rq_strdup(const char *s);
+char *rq_strndup(const char *s, size_t n);
+char *rq_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A growable byte buffer that refuses to grow past `max` bytes. */
+typedef struct {
+  char *data;    /* NUL-terminated when non-NULL */
+  size_t len;
+  size_t cap;
+  size_t max;    /* 0: unbounded */
+} RqBuf;
+#define RQ_BUF_INIT(max) { NULL, 0, 0, (max) }
+/* Appends n bytes; returns 0, or -RQ_E_TOO_LARGE (the buffer is freed). */
+int rq_buf_add(RqBuf *b, const void *p, size_t n);
+int rq_buf_addf(RqBuf *b, const char *fmt, ...)
+  __attribute__((format(printf, 2, 3)));
+void rq_buf_free(RqBuf *b);
+
+double rq_now_ms(void);             /* wall clock, ms since the epoch */
+double rq_mono_ms(void);            /* monotonic clock, ms */
+/* Formats ms since the epoch as 2025-03-04T05:06:07.089Z (out >= 32). */
+void rq_iso_time(double ms, char *out);
+/* Parses RFC 3339 / ISO-8601 (with or without time, Z or offset) and
+ * HTTP-dates.  Returns true and sets *ms on success. */
+bool rq_parse_time(const char *s, double *ms);
+
+/* Writes data to path atomically: path.tmp, fsync, rename, fsync dir.
+ * Creates parent directories.  Returns 0 or -1 with errno set. */
+int rq_write_atomic(const char *path, const void *data, size_t n, int mode);
+/* mkdir -p; returns 0 or -1. */
+int rq_mkdirs(const char *dir, int mode);
+
+#endif
