@@ -83,10 +83,15 @@ $(BUILD)/libreqonrt.a: $(RUNTIME_OBJ)
 
 -include $(COMPILER_OBJ:.o=.d) $(RUNTIME_OBJ:.o=.d)
 
+# ---- the loopback test API server (tests/e2e/fakeapi.c)
+$(BUILD)/fakeapi: tests/e2e/fakeapi.c
+	@mkdir -p $(dir $@)
+	$(V)$(CC) $(ALL_CFLAGS) $(DEPS_CFLAGS) -o $@ $< $(MHD_LIBS) $(DEPS_LIBS)
+
 # ---- tests (tests/README.md)
 TEST_ENV = BUILD=$(BUILD) CC=$(CC) SANITIZE=$(SANITIZE) \
            CFLAGS="$(CFLAGS)" PYTHON=$(PYTHON)
-test check: all
+test check: all $(BUILD)/fakeapi
 	$(V)rm -rf $(BUILD)/test-results && mkdir -p $(BUILD)/test-results
 	-$(V)$(MAKE) --no-print-directory test-unit
 	-$(V)$(MAKE) --no-print-directory test-golden
@@ -95,13 +100,13 @@ test check: all
 	-$(V)$(MAKE) --no-print-directory test-examples
 	$(V)sh tests/summary.sh $(BUILD)/test-results
 
-test-unit: all
+test-unit: all $(BUILD)/fakeapi
 	$(V)$(TEST_ENV) sh tests/run-unit.sh
 test-golden: all
 	$(V)$(TEST_ENV) sh tests/run-golden.sh
-test-e2e: all
+test-e2e: all $(BUILD)/fakeapi
 	$(V)$(TEST_ENV) sh tests/e2e/run-e2e.sh
-test-conformance: all
+test-conformance: all $(BUILD)/fakeapi
 	$(V)$(TEST_ENV) sh tests/run-conformance.sh
 test-examples: all
 	$(V)$(TEST_ENV) sh tests/run-examples.sh

@@ -338,6 +338,8 @@ typedef struct {
   bool no_line;        /* --no-line */
   bool no_version;     /* --no-version */
   const char *cmdline; /* for the file header, may be NULL */
+  const char *c_name;  /* name of the .c written, for #line; NULL:
+                          "missions.c" */
 } EmitOptions;
 /* Writes the C for the whole checked program to out.  Cannot fail on user
  * input. */

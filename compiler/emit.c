@@ -1,0 +1,1649 @@
+/* emit.c -- checked AST -> one C file for the whole mission set.
+ *
+ * Design (ARCHITECTURE.md §2.1): configuration becomes DATA, expressions
+ * become CODE.  Every mission turns into static const tables of the types
+ * in runtime/reqon.h (sources, stores, schemas, transforms, step arrays,
+ * stages) that the runtime interprets, and every expression into a small
+ * static function of type RqExprFn that calls the runtime's value helpers.
+ *
+ * Output order: functions first (each one after the functions it calls),
+ * then tables, children before parents, so no forward declarations are
+ * needed.  Both are built in memory and written at the end, which lets
+ * `#line` directives that return to the C file carry the real line.
+ *
+ * Inside an expression function every intermediate value lives in a slot
+ * of the local array t[]; a slot holds a new reference or NULL (missing),
+ * and the single exit label releases them all.  Each AST node gets its own
+ * slot, so nothing is ever overwritten before it is released.
+ *
+ * The output is deterministic: the same input gives byte-identical C.
+ * Emit cannot fail on user input; an impossible tree is a reqonc bug
+ * (emit_bug).
+ */
+#include <assert.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reqonc.h"
+
+/* A growable text buffer (arena-free: freed by emit_program). */
+typedef struct {
+  char *data;
+  size_t len, cap;
+} Str;
+
+typedef struct {
+  Compilation *c;
+  const EmitOptions *opt;
+  Str funcs;          /* generated expression functions */
+  Str tables;         /* generated tables */
+  const char *prefix; /* "rqm_<Mission>_" */
+  Mission *m;
+  int counter;        /* per-output counter for unique symbol numbers */
+} Emit;
+
+/* State of the function being generated. */
+typedef struct {
+  Str body;
+  int n_temps;
+  int cur_file, cur_line;  /* last #line written; -1 none */
+  bool uses_done;          /* a "goto done" was written */
+} Fn;
+
+static void str_grow(Str *s, size_t n)
+{
+  if(s->len + n + 1 <= s->cap)
+    return;
+  size_t cap = s->cap ? s->cap * 2 : 4096;
+  while(cap < s->len + n + 1)
+    cap *= 2;
+  s->data = realloc(s->data, cap);
+  if(!s->data) {
+    fputs("reqonc: out of memory\n", stderr);
+    abort();
+  }
+  s->cap = cap;
+}
+
+static void str_add(Str *s, const char *p, size_t n)
+{
+  str_grow(s, n);
+  memcpy(s->data + s->len, p, n);
+  s->len += n;
+  s->data[s->len] = '\0';
+}
+
+static void str_printf(Str *s, const char *fmt, ...)
+  __attribute__((format(printf, 2, 3)));
+static void str_printf(Str *s, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  str_grow(s, (size_t)n);
+  va_start(ap, fmt);
+  vsnprintf(s->data + s->len, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  s->len += (size_t)n;
+}
+
+static void emit_bug(const char *what)
+{
+  fprintf(stderr, "reqonc: internal error at compiler/emit.c: %s\n", what);
+  abort();
+}
+
+/* The one function that writes a C string literal: escapes \ " ? and
+ * every byte outside printable ASCII (octal, so a following digit can
+ * never join the escape), and splits long literals across lines. */
+static void emit_cstring(Str *s, const char *p, size_t n)
+{
+  str_add(s, "\"", 1);
+  size_t col = 0;
+  for(size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)p[i];
+    char tmp[8];
+    if(ch == '\\' || ch == '"' || ch == '?') {
+      tmp[0] = '\\';
+      tmp[1] = (char)ch;
+      str_add(s, tmp, 2);
+      col += 2;
+    } else if(ch == '\n') {
+      str_add(s, "\\n", 2);
+      col += 2;
+    } else if(ch < 0x20 || ch >= 0x7f) {
+      snprintf(tmp, sizeof tmp, "\\%03o", ch);
+      str_add(s, tmp, 4);
+      col += 4;
+    } else {
+      tmp[0] = (char)ch;
+      str_add(s, tmp, 1);
+      col++;
+    }
+    if(col >= 60 && i + 1 < n) {
+      str_add(s, "\"\n    \"", 7);
+      col = 0;
+    }
+  }
+  str_add(s, "\"", 1);
+}
+
+static void emit_cstr0(Str *s, const char *p)
+{
+  if(!p)
+    str_add(s, "NULL", 4);
+  else
+    emit_cstring(s, p, strlen(p));
+}
+
+/* Nim-style mangling: [A-Za-z0-9_] pass through, other bytes become _XX;
+ * a leading digit gets an X prefix. */
+static void mangle(Str *s, const char *name)
+{
+  if(name[0] >= '0' && name[0] <= '9')
+    str_add(s, "X", 1);
+  for(const char *p = name; *p; p++) {
+    unsigned char ch = (unsigned char)*p;
+    if((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+       (ch >= '0' && ch <= '9') || ch == '_')
+      str_add(s, (const char *)p, 1);
+    else
+      str_printf(s, "_%02X", ch);
+  }
+}
+
+static void linecol(Emit *e, Loc loc, int *line, int *col)
+{
+  if(loc.start < 0) {
+    *line = 1;
+    *col = 1;
+    return;
+  }
+  source_linecol(e->c, loc, line, col);
+}
+
+/* RQ_AT / RQ_LOC text for loc. */
+static void emit_at(Emit *e, Str *s, Loc loc, bool code)
+{
+  int line, col;
+  linecol(e, loc, &line, &col);
+  str_printf(s, "%s(%d, %d, %d)", code ? "RQ_LOC" : "RQ_AT",
+             loc.file < 0 ? 0 : loc.file, line, col);
+}
+
+/* A new symbol name: prefix + role + number. */
+static char *new_sym(Emit *e, const char *role)
+{
+  Str s = { 0 };
+  str_printf(&s, "%s%s%d", e->prefix, role, e->counter++);
+  char *r = arena_strndup(e->c->arena, s.data, s.len);
+  free(s.data);
+  return r;
+}
+
+/* Writes text inside a C comment: a path can hold any byte, so comment
+ * terminators and control bytes are defused. */
+static void emit_comment_text(Str *s, const char *text)
+{
+  for(const char *p = text; *p; p++) {
+    if(p[0] == '*' && p[1] == '/') {
+      str_add(s, "*_", 2);
+      p++;
+    } else if((unsigned char)*p < 0x20) {
+      str_add(s, "?", 1);
+    } else {
+      str_add(s, p, 1);
+    }
+  }
+}
+
+/* Writes "file:line:col" of loc, safe inside a C comment. */
+static void emit_where(Emit *e, Str *s, Loc loc)
+{
+  int line, col;
+  linecol(e, loc, &line, &col);
+  emit_comment_text(s, loc.file >= 0 && loc.file < e->c->n_files
+                         ? e->c->files[loc.file].path : "?");
+  str_printf(s, ":%d:%d", line, col);
+}
+
+/* ------------------------------------------------------- expressions */
+
+static int gen(Emit *e, Fn *f, const Node *n);
+static const char *gen_function(Emit *e, const Node *n, const char *what);
+
+/* Writes a #line for loc when its line differs from the last one. */
+static void fn_line(Emit *e, Fn *f, Loc loc)
+{
+  if(e->opt->no_line || loc.start < 0)
+    return;
+  int line, col;
+  linecol(e, loc, &line, &col);
+  if(f->cur_file == loc.file && f->cur_line == line)
+    return;
+  f->cur_file = loc.file;
+  f->cur_line = line;
+  str_printf(&f->body, "#line %d ", line);
+  emit_cstr0(&f->body, e->c->files[loc.file].path);
+  str_add(&f->body, "\n", 1);
+}
+
+static int temp(Fn *f)
+{
+  return f->n_temps++;
+}
+
+#define OUT(...) str_printf(&f->body, __VA_ARGS__)
+
+static void check_rc(Fn *f)
+{
+  OUT("  if(rc)\n    goto done;\n");
+  f->uses_done = true;
+}
+
+/* Moves slot `from` into slot `to`. */
+static void move(Fn *f, int to, int from)
+{
+  OUT("  t[%d] = t[%d];\n  t[%d] = NULL;\n", to, from, from);
+}
+
+static const char *rq_op_name(OpKind op)
+{
+  switch(op) {
+  case OP_ADD: return "RQ_OP_ADD";
+  case OP_SUB: return "RQ_OP_SUB";
+  case OP_MUL: return "RQ_OP_MUL";
+  case OP_DIV: return "RQ_OP_DIV";
+  case OP_MOD: return "RQ_OP_MOD";
+  case OP_EQ: return "RQ_OP_EQ";
+  case OP_NE: return "RQ_OP_NE";
+  case OP_LT: return "RQ_OP_LT";
+  case OP_LE: return "RQ_OP_LE";
+  case OP_GT: return "RQ_OP_GT";
+  case OP_GE: return "RQ_OP_GE";
+  case OP_NEG: return "RQ_OP_NEG";
+  case OP_PLUS: return "RQ_OP_PLUS";
+  case OP_NOT: return "RQ_OP_NOT";
+  default: emit_bug("operator has no runtime code");
+  }
+  return NULL;
+}
+
+/* Maps a type name of `is` / schema fields to its RqType (SPEC §4.12,
+ * §5.3).  check.c has rejected unknown names. */
+static const char *rq_type_name(const char *t)
+{
+  static const struct { const char *name, *code; } tab[] = {
+    { "string", "RQ_TY_STRING" }, { "number", "RQ_TY_NUMBER" },
+    { "decimal", "RQ_TY_NUMBER" }, { "float", "RQ_TY_NUMBER" },
+    { "double", "RQ_TY_NUMBER" }, { "int", "RQ_TY_INT" },
+    { "integer", "RQ_TY_INT" }, { "boolean", "RQ_TY_BOOLEAN" },
+    { "bool", "RQ_TY_BOOLEAN" }, { "date", "RQ_TY_DATE" },
+    { "datetime", "RQ_TY_DATE" }, { "array", "RQ_TY_ARRAY" },
+    { "object", "RQ_TY_OBJECT" }, { "any", "RQ_TY_ANY" },
+    { "null", "RQ_TY_NULL" }, { "undefined", "RQ_TY_UNDEFINED" },
+  };
+  for(size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
+    if(t && strcmp(tab[i].name, t) == 0)
+      return tab[i].code;
+  emit_bug("unknown type name survived check");
+  return NULL;
+}
+
+/* Builtin C function names, in builtins.def order. */
+static const char *const builtin_fn[] = {
+#define RQ_BUILTIN(name, fn, min, max) #fn,
+#include "builtins.def"
+#undef RQ_BUILTIN
+};
+static const char *const builtin_name[] = {
+#define RQ_BUILTIN(name, fn, min, max) #name,
+#include "builtins.def"
+#undef RQ_BUILTIN
+};
+
+static void gen_number(Fn *f, int r, double v)
+{
+  char buf[64];
+  snprintf(buf, sizeof buf, "%.17g", v);
+  /* keep it a C floating literal */
+  OUT("  t[%d] = rq_num(%s%s);\n", r, buf, strpbrk(buf, ".eEn") ? "" : ".0");
+}
+
+/* Reads a variable, falling back to the subject and response fields:
+ * the run-time resolution of names inside path placeholders. */
+static void gen_path_name(Emit *e, Fn *f, int r, const char *p, size_t n)
+{
+  /* first segment */
+  size_t i = 0;
+  while(i < n && p[i] != '.')
+    i++;
+  OUT("  t[%d] = rq_var(env, ", r);
+  emit_cstring(&f->body, p, i);
+  OUT(");\n  if(t[%d] == NULL)\n    t[%d] = rq_name(env, ", r, r);
+  emit_cstring(&f->body, p, i);
+  OUT(");\n");
+  while(i < n) {
+    size_t j = ++i;
+    while(j < n && p[j] != '.')
+      j++;
+    int s = temp(f);
+    OUT("  t[%d] = rq_field(t[%d], ", s, r);
+    emit_cstring(&f->body, p + i, j - i);
+    OUT(");\n");
+    OUT("  rq_release(&t[%d], 1);\n", r);
+    move(f, r, s);
+    i = j;
+  }
+  (void)e;
+}
+
+static bool is_ident_start(char ch)
+{
+  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_';
+}
+
+static bool is_ident_char(char ch)
+{
+  return is_ident_start(ch) || (ch >= '0' && ch <= '9');
+}
+
+/* Is p[0..n) a dotted name path "a.b.c"? */
+static bool is_name_path(const char *p, size_t n)
+{
+  if(n == 0 || !is_ident_start(p[0]))
+    return false;
+  for(size_t i = 1; i < n; i++) {
+    if(p[i] == '.') {
+      if(i + 1 >= n || !is_ident_start(p[i + 1]))
+        return false;
+    } else if(!is_ident_char(p[i])) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/* A string-literal HTTP path with {a.b} placeholders (SPEC §4.4): literal
+ * pieces are appended as they are, placeholder values percent-encoded. */
+static int gen_path_template(Emit *e, Fn *f, const Node *n)
+{
+  int r = temp(f);
+  const char *p = n->str;
+  size_t len = n->len;
+  fn_line(e, f, n->loc);
+  OUT("  t[%d] = rq_str(\"\", 0);\n", r);
+  size_t lit = 0;
+  for(size_t i = 0; i < len; i++) {
+    if(p[i] != '{')
+      continue;
+    size_t j = i + 1;
+    while(j < len && p[j] != '}')
+      j++;
+    if(j >= len || !is_name_path(p + i + 1, j - i - 1))
+      continue;
+    if(i > lit) {
+      OUT("  rq_str_append(t[%d], ", r);
+      emit_cstring(&f->body, p + lit, i - lit);
+      OUT(", %zu);\n", i - lit);
+    }
+    int v = temp(f);
+    gen_path_name(e, f, v, p + i + 1, j - i - 1);
+    OUT("  rq_str_append_enc(t[%d], t[%d]);\n  t[%d] = NULL;\n", r, v, v);
+    lit = j + 1;
+    i = j;
+  }
+  if(len > lit) {
+    OUT("  rq_str_append(t[%d], ", r);
+    emit_cstring(&f->body, p + lit, len - lit);
+    OUT(", %zu);\n", len - lit);
+  }
+  return r;
+}
+
+static bool has_placeholder(const Node *n)
+{
+  for(size_t i = 0; i < n->len; i++) {
+    if(n->str[i] != '{')
+      continue;
+    size_t j = i + 1;
+    while(j < n->len && n->str[j] != '}')
+      j++;
+    if(j < n->len && is_name_path(n->str + i + 1, j - i - 1))
+      return true;
+  }
+  return false;
+}
+
+static int gen_call(Emit *e, Fn *f, const Node *n)
+{
+  int r = temp(f);
+  int args[64];
+  int argc = 0;
+  if(n->builtin < 0 ||
+     (size_t)n->builtin >= sizeof builtin_fn / sizeof builtin_fn[0])
+    emit_bug("call without a builtin");
+  const char *bname = builtin_name[n->builtin];
+  if(strcmp(bname, "lookup") == 0) {
+    const Node *st = n->body;
+    const Node *key = st ? st->next : NULL;
+    if(!st || !key || !st->decl)
+      emit_bug("lookup without a resolved store");
+    int k = gen(e, f, key);
+    fn_line(e, f, n->loc);
+    OUT("  rc = rq_lookup(env, ");
+    emit_at(e, &f->body, n->loc, true);
+    OUT(", %d, t[%d], &t[%d]);\n", st->decl->index, k, r);
+    check_rc(f);
+    return r;
+  }
+  for(const Node *a = n->body; a; a = a->next) {
+    if(argc >= 64)
+      emit_bug("too many arguments");
+    args[argc++] = gen(e, f, a);
+  }
+  fn_line(e, f, n->loc);
+  if(argc == 0) {
+    OUT("  rc = %s(env, ", builtin_fn[n->builtin]);
+    emit_at(e, &f->body, n->loc, true);
+    OUT(", 0, NULL, &t[%d]);\n", r);
+  } else {
+    OUT("  {\n    json_t *const argv[] = {");
+    for(int i = 0; i < argc; i++)
+      OUT("%s t[%d]", i ? "," : "", args[i]);
+    OUT(" };\n    rc = %s(env, ", builtin_fn[n->builtin]);
+    emit_at(e, &f->body, n->loc, true);
+    OUT(", %d, argv, &t[%d]);\n  }\n", argc, r);
+  }
+  check_rc(f);
+  return r;
+}
+
+static int gen_matchexpr(Emit *e, Fn *f, const Node *n)
+{
+  int r = temp(f);
+  int s = gen(e, f, n->a);
+  int done = temp(f);   /* a slot number used as a unique flag name */
+  OUT("  int m%d = 0;\n", done);
+  for(const Node *arm = n->body; arm; arm = arm->next) {
+    OUT("  if(!m%d) {\n", done);
+    if(arm->word && strcmp(arm->word, "_") == 0 && !arm->cond) {
+      OUT("  m%d = 1;\n", done);
+      int v = gen(e, f, arm->b);
+      move(f, r, v);
+    } else if(arm->word && strcmp(arm->word, "_") == 0) {
+      const char *g = gen_function(e, arm->cond, "match guard");
+      int gv = temp(f);
+      OUT("  rc = rq_with_subject(env, t[%d], NULL, %s, &t[%d]);\n", s, g,
+          gv);
+      check_rc(f);
+      OUT("  if(rq_truthy(t[%d])) {\n  m%d = 1;\n", gv, done);
+      int v = gen(e, f, arm->b);
+      move(f, r, v);
+      OUT("  }\n");
+    } else if(arm->name) {
+      /* n where c => r: n is bound to the value in c and r */
+      const char *g = gen_function(e, arm->cond, "match guard");
+      const char *res = gen_function(e, arm->b, "match result");
+      int gv = temp(f);
+      OUT("  rc = rq_with_subject(env, t[%d], ", s);
+      emit_cstr0(&f->body, arm->name);
+      OUT(", %s, &t[%d]);\n", g, gv);
+      check_rc(f);
+      OUT("  if(rq_truthy(t[%d])) {\n  m%d = 1;\n", gv, done);
+      OUT("  rc = rq_with_subject(env, t[%d], ", s);
+      emit_cstr0(&f->body, arm->name);
+      OUT(", %s, &t[%d]);\n", res, r);
+      check_rc(f);
+      OUT("  }\n");
+    } else {
+      int p = gen(e, f, arm->a);
+      int eq = temp(f);
+      OUT("  rc = rq_binop(env, ");
+      emit_at(e, &f->body, arm->loc, true);
+      OUT(", RQ_OP_EQ, t[%d], t[%d], &t[%d]);\n", s, p, eq);
+      check_rc(f);
+      OUT("  if(rq_truthy(t[%d])) {\n  m%d = 1;\n", eq, done);
+      int v = gen(e, f, arm->b);
+      move(f, r, v);
+      OUT("  }\n");
+    }
+    OUT("  }\n");
+  }
+  OUT("  (void)m%d;\n", done);
+  return r;
+}
+
+/* Generates code computing n into a fresh slot; returns the slot. */
+static int gen(Emit *e, Fn *f, const Node *n)
+{
+  int r, a, b;
+  if(!n)
+    emit_bug("missing expression");
+  fn_line(e, f, n->loc);
+  switch(n->kind) {
+  case ND_NUM:
+    r = temp(f);
+    gen_number(f, r, n->num);
+    return r;
+  case ND_STR:
+    r = temp(f);
+    OUT("  t[%d] = rq_str(", r);
+    emit_cstring(&f->body, n->str ? n->str : "", n->len);
+    OUT(", %zu);\n", n->len);
+    return r;
+  case ND_BOOL:
+    r = temp(f);
+    OUT("  t[%d] = rq_bool(%d);\n", r, n->flag ? 1 : 0);
+    return r;
+  case ND_NULL:
+    r = temp(f);
+    OUT("  t[%d] = rq_null();\n", r);
+    return r;
+  case ND_RESPONSE:
+    r = temp(f);
+    OUT("  t[%d] = rq_response(env);\n", r);
+    return r;
+  case ND_NAME:
+    r = temp(f);
+    if(n->ref == REF_VAR) {
+      OUT("  t[%d] = rq_var(env, ", r);
+      emit_cstr0(&f->body, n->name);
+      OUT(");\n");
+    } else if(n->ref == REF_STORE && n->decl) {
+      OUT("  rc = rq_store_records(env, ");
+      emit_at(e, &f->body, n->loc, true);
+      OUT(", %d, &t[%d]);\n", n->decl->index, r);
+      check_rc(f);
+    } else {
+      OUT("  t[%d] = rq_name(env, ", r);
+      emit_cstr0(&f->body, n->name);
+      OUT(");\n");
+    }
+    return r;
+  case ND_FIELDREF:
+    r = temp(f);
+    OUT("  t[%d] = rq_subject_field(env, ", r);
+    emit_cstr0(&f->body, n->name);
+    OUT(");\n");
+    return r;
+  case ND_MEMBER:
+    a = gen(e, f, n->a);
+    r = temp(f);
+    OUT("  t[%d] = rq_field(t[%d], ", r, a);
+    emit_cstr0(&f->body, n->name);
+    OUT(");\n");
+    return r;
+  case ND_INDEX:
+    a = gen(e, f, n->a);
+    b = gen(e, f, n->b);
+    r = temp(f);
+    OUT("  t[%d] = rq_index(t[%d], t[%d]);\n", r, a, b);
+    return r;
+  case ND_CALL:
+    return gen_call(e, f, n);
+  case ND_UNARY:
+    a = gen(e, f, n->a);
+    r = temp(f);
+    if(n->op == OP_NOT) {
+      OUT("  t[%d] = rq_bool(!rq_truthy(t[%d]));\n", r, a);
+      return r;
+    }
+    OUT("  rc = rq_unop(env, ");
+    emit_at(e, &f->body, n->loc, true);
+    OUT(", %s, t[%d], &t[%d]);\n", rq_op_name(n->op), a, r);
+    check_rc(f);
+    return r;
+  case ND_BINARY:
+    r = temp(f);
+    a = gen(e, f, n->a);
+    if(n->op == OP_AND || n->op == OP_OR) {
+      /* value-returning, short-circuit (SPEC §5.3) */
+      OUT("  if(%srq_truthy(t[%d])) {\n", n->op == OP_AND ? "" : "!", a);
+      b = gen(e, f, n->b);
+      move(f, r, b);
+      OUT("  } else {\n");
+      move(f, r, a);
+      OUT("  }\n");
+      return r;
+    }
+    if(n->op == OP_COALESCE) {
+      OUT("  if(t[%d] == NULL || json_is_null(t[%d])) {\n", a, a);
+      b = gen(e, f, n->b);
+      move(f, r, b);
+      OUT("  } else {\n");
+      move(f, r, a);
+      OUT("  }\n");
+      return r;
+    }
+    b = gen(e, f, n->b);
+    fn_line(e, f, n->loc);
+    OUT("  rc = rq_binop(env, ");
+    emit_at(e, &f->body, n->loc, true);
+    OUT(", %s, t[%d], t[%d], &t[%d]);\n", rq_op_name(n->op), a, b, r);
+    check_rc(f);
+    return r;
+  case ND_COND:
+    r = temp(f);
+    a = gen(e, f, n->cond);
+    OUT("  if(rq_truthy(t[%d])) {\n", a);
+    b = gen(e, f, n->a);
+    move(f, r, b);
+    OUT("  } else {\n");
+    b = gen(e, f, n->b);
+    move(f, r, b);
+    OUT("  }\n");
+    return r;
+  case ND_IS:
+    a = gen(e, f, n->a);
+    r = temp(f);
+    OUT("  t[%d] = rq_is(t[%d], %s);\n", r, a, rq_type_name(n->word));
+    return r;
+  case ND_ARRAY:
+    r = temp(f);
+    OUT("  t[%d] = rq_array();\n", r);
+    for(const Node *el = n->body; el; el = el->next) {
+      a = gen(e, f, el);
+      OUT("  rq_array_add(t[%d], t[%d]);\n  t[%d] = NULL;\n", r, a, a);
+    }
+    return r;
+  case ND_OBJECT:
+    r = temp(f);
+    OUT("  t[%d] = rq_object();\n", r);
+    for(const Node *en = n->body; en; en = en->next) {
+      a = gen(e, f, en->a);
+      if(en->flag) {
+        OUT("  rc = rq_object_spread(env, ");
+        emit_at(e, &f->body, en->loc, true);
+        OUT(", t[%d], t[%d]);\n", r, a);
+        check_rc(f);
+      } else {
+        size_t kl = strlen(en->name ? en->name : "");
+        OUT("  rq_object_add(t[%d], ", r);
+        emit_cstring(&f->body, en->name ? en->name : "", kl);
+        OUT(", %zu, t[%d]);\n  t[%d] = NULL;\n", kl, a, a);
+      }
+    }
+    return r;
+  case ND_MATCHEXPR:
+    return gen_matchexpr(e, f, n);
+  case ND_ANYOF: {
+    a = gen(e, f, n->a);
+    r = temp(f);
+    const char *w = n->cond ? gen_function(e, n->cond, "any-of filter")
+                            : NULL;
+    OUT("  rc = rq_any_of(env, ");
+    emit_at(e, &f->body, n->loc, true);
+    OUT(", t[%d], %s, &t[%d]);\n", a, w ? w : "NULL", r);
+    check_rc(f);
+    return r;
+  }
+  default:
+    emit_bug("node is not an expression");
+  }
+  return -1;
+}
+
+/* Source text of n, for comments and validation messages. */
+static const char *node_text(Emit *e, const Node *n, size_t *len)
+{
+  if(!n || n->loc.start < 0 || n->loc.file < 0) {
+    *len = 0;
+    return "";
+  }
+  const Source *src = &e->c->files[n->loc.file];
+  *len = (size_t)(n->loc.end - n->loc.start);
+  return src->text + n->loc.start;
+}
+
+/* Writes a comment quoting the source of n on one line (at most 70
+ * bytes; no comment terminators). */
+static void emit_quote(Emit *e, Str *s, const Node *n)
+{
+  size_t len;
+  const char *p = node_text(e, n, &len);
+  size_t out = 0;
+  for(size_t i = 0; i < len && out < 70; i++, out++) {
+    char ch = p[i];
+    if(ch == '\n' || ch == '\r' || ch == '\t')
+      ch = ' ';
+    if(ch == '*' && i + 1 < len && p[i + 1] == '/')
+      ch = '+';
+    if((unsigned char)ch < 0x20 || (unsigned char)ch >= 0x7f)
+      ch = '?';
+    str_add(s, &ch, 1);
+  }
+  if(len > 70)
+    str_add(s, "...", 3);
+}
+
+/* Generates a whole RqExprFn for expression n; returns its name. The path
+ * flag selects the placeholder treatment of string-literal HTTP paths. */
+static const char *gen_function_ex(Emit *e, const Node *n, const char *what,
+                                   bool path)
+{
+  Fn f = { { 0 }, 0, -1, -1, false };
+  int r;
+  if(path && n->kind == ND_STR && has_placeholder(n))
+    r = gen_path_template(e, &f, n);
+  else
+    r = gen(e, &f, n);
+  const char *name = new_sym(e, "e");
+  Str *s = &e->funcs;
+  str_printf(s, "/* %s at ", what);
+  emit_where(e, s, n->loc);
+  str_add(s, ": ", 2);
+  emit_quote(e, s, n);
+  str_printf(s, " */\nstatic int %s(const RqEnv *env, json_t **out)\n{\n",
+             name);
+  str_printf(s, "  json_t *t[%d] = { NULL };\n  int rc = 0;\n  (void)env;\n",
+             f.n_temps);
+  str_add(s, f.body.data, f.body.len);
+  if(!e->opt->no_line && f.cur_line >= 0)
+    str_add(s, "#line @C@\n", 10);  /* resolved in emit_program */
+  str_printf(s, "  *out = t[%d];\n  t[%d] = NULL;\n", r, r);
+  str_printf(s, "%s  rq_release(t, %d);\n  return rc;\n}\n\n",
+             f.uses_done ? "done:\n" : "", f.n_temps);
+  free(f.body.data);
+  return name;
+}
+
+static const char *gen_function(Emit *e, const Node *n, const char *what)
+{
+  return gen_function_ex(e, n, what, false);
+}
+
+/* "fn" or "NULL" */
+static const char *opt_fn(Emit *e, const Node *n, const char *what)
+{
+  return n ? gen_function(e, n, what) : "NULL";
+}
+
+/* ------------------------------------------------------------ tables */
+
+/* An RqKV table for the entries of an ND_OBJECT; returns its name, or
+ * NULL when there are none.  *count gets the number of entries. */
+static const char *gen_kv(Emit *e, const Node *obj, const char *what,
+                          size_t *count)
+{
+  *count = 0;
+  if(!obj)
+    return NULL;
+  size_t n = 0;
+  for(const Node *en = obj->body; en; en = en->next)
+    n++;
+  if(n == 0)
+    return NULL;
+  const char **fns = calloc(n, sizeof *fns);
+  size_t i = 0;
+  for(const Node *en = obj->body; en; en = en->next)
+    fns[i++] = gen_function(e, en->a, what);
+  const char *name = new_sym(e, "kv");
+  Str *s = &e->tables;
+  str_printf(s, "/* %s at ", what);
+  emit_where(e, s, obj->loc);
+  str_printf(s, " */\nstatic const RqKV %s[] = {\n", name);
+  i = 0;
+  for(const Node *en = obj->body; en; en = en->next) {
+    const char *k = en->name ? en->name : "";
+    str_add(s, "  { ", 4);
+    emit_cstring(s, k, strlen(k));
+    str_printf(s, ", %zu, %s },\n", strlen(k), fns[i++]);
+  }
+  str_add(s, "};\n\n", 4);
+  free(fns);
+  *count = n;
+  return name;
+}
+
+static const char *backoff_name(BackoffKind b)
+{
+  switch(b) {
+  case BACKOFF_LINEAR: return "RQ_BACKOFF_LINEAR";
+  case BACKOFF_CONSTANT: return "RQ_BACKOFF_CONSTANT";
+  default: return "RQ_BACKOFF_EXPONENTIAL";
+  }
+}
+
+static void emit_retry(Str *s, const RetryOpts *r)
+{
+  RetryOpts d = { false, 3, BACKOFF_EXPONENTIAL, 1000, 30000 };
+  if(!r)
+    r = &d;
+  str_printf(s, "{ %d, %s, %.17g, %.17g }", r->max_attempts,
+             backoff_name(r->backoff), r->initial_ms, r->max_ms);
+}
+
+static const char *gen_steps(Emit *e, const Node *list, const char *what,
+                             size_t *count);
+
+static const char *step_label(const Node *st)
+{
+  switch(st->kind) {
+  case ND_HTTP: return "fetch";
+  case ND_CALLOP: return "call";
+  case ND_FOR: return "for";
+  case ND_MAP: return "map";
+  case ND_APPLY: return "apply";
+  case ND_VALIDATE: return "validate";
+  case ND_STORESTEP: return "store";
+  case ND_MATCH: return "match";
+  case ND_LET: return "let";
+  case ND_WAIT: return "wait";
+  case ND_DIRECTIVE: return st->word ? st->word : "directive";
+  default: return "step";
+  }
+}
+
+static void upper(char *dst, const char *src, size_t n)
+{
+  size_t i = 0;
+  for(; src[i] && i + 1 < n; i++)
+    dst[i] = (char)((src[i] >= 'a' && src[i] <= 'z') ? src[i] - 32
+                                                     : src[i]);
+  dst[i] = '\0';
+}
+
+/* Per-step sub-tables (generated before the step array). */
+typedef struct {
+  const char *path, *body, *query, *until, *since_expr, *headers;
+  size_t n_headers;
+  const char *expr, *where, *key, *message;
+  const char *steps;
+  size_t n_steps;
+  const char *fields;
+  size_t n_fields;
+  const char *assumes;
+  size_t n_assumes;
+  const char *arms;
+  size_t n_arms;
+} StepParts;
+
+static const char *gen_assumes(Emit *e, const Node *list, size_t *count)
+{
+  size_t n = 0;
+  for(const Node *a = list; a; a = a->next)
+    n++;
+  *count = n;
+  if(n == 0)
+    return NULL;
+  const char **fns = calloc(n, sizeof *fns);
+  size_t i = 0;
+  for(const Node *a = list; a; a = a->next)
+    fns[i++] = gen_function(e, a->a, "assume");
+  const char *name = new_sym(e, "assume");
+  Str *s = &e->tables;
+  str_printf(s, "static const RqAssume %s[] = {\n", name);
+  i = 0;
+  for(const Node *a = list; a; a = a->next) {
+    size_t len;
+    const char *txt = node_text(e, a->a, &len);
+    str_printf(s, "  { %s, ", fns[i++]);
+    emit_cstring(s, txt, len);
+    str_add(s, ", ", 2);
+    emit_at(e, s, a->loc, false);
+    str_add(s, " },\n", 4);
+  }
+  str_add(s, "};\n\n", 4);
+  free(fns);
+  return name;
+}
+
+static const char *gen_arms(Emit *e, const Node *list, size_t *count)
+{
+  size_t n = 0;
+  for(const Node *a = list; a; a = a->next)
+    n++;
+  *count = n;
+  if(n == 0)
+    return NULL;
+  const char **guards = calloc(n, sizeof *guards);
+  const char **steps = calloc(n, sizeof *steps);
+  size_t *nsteps = calloc(n, sizeof *nsteps);
+  size_t i = 0;
+  for(const Node *a = list; a; a = a->next, i++) {
+    guards[i] = a->cond ? gen_function(e, a->cond, "arm guard") : "NULL";
+    steps[i] = gen_steps(e, a->body, "match arm", &nsteps[i]);
+  }
+  const char *name = new_sym(e, "arms");
+  Str *s = &e->tables;
+  str_printf(s, "static const RqArm %s[] = {\n", name);
+  i = 0;
+  for(const Node *a = list; a; a = a->next, i++) {
+    const char *kind = "RQ_ARM_WILDCARD";
+    int schema = -1;
+    if(!(a->word && strcmp(a->word, "_") == 0)) {
+      kind = a->flag ? "RQ_ARM_SCHEMA_ARRAY" : "RQ_ARM_SCHEMA";
+      if(!a->decl)
+        emit_bug("match arm without a resolved schema");
+      schema = a->decl->index;
+    }
+    str_printf(s, "  { %s, %d, %s, %s, %zu, ", kind, schema, guards[i],
+               steps[i] ? steps[i] : "NULL", nsteps[i]);
+    emit_at(e, s, a->loc, false);
+    str_add(s, " },\n", 4);
+  }
+  str_add(s, "};\n\n", 4);
+  free(guards);
+  free(steps);
+  free(nsteps);
+  return name;
+}
+
+static const char *directive_name(const char *w)
+{
+  if(strcmp(w, "continue") == 0) return "RQ_DIR_CONTINUE";
+  if(strcmp(w, "skip") == 0) return "RQ_DIR_SKIP";
+  if(strcmp(w, "abort") == 0) return "RQ_DIR_ABORT";
+  if(strcmp(w, "retry") == 0) return "RQ_DIR_RETRY";
+  if(strcmp(w, "queue") == 0) return "RQ_DIR_QUEUE";
+  if(strcmp(w, "jump") == 0) return "RQ_DIR_JUMP";
+  emit_bug("unknown directive");
+  return NULL;
+}
+
+static const char *pg_name(PaginateKind k)
+{
+  switch(k) {
+  case PG_OFFSET: return "RQ_PG_OFFSET";
+  case PG_PAGE: return "RQ_PG_PAGE";
+  case PG_CURSOR: return "RQ_PG_CURSOR";
+  default: return "RQ_PG_NONE";
+  }
+}
+
+static const char *since_name(SinceKind k)
+{
+  switch(k) {
+  case SINCE_LASTSYNC: return "RQ_SINCE_LASTSYNC";
+  case SINCE_EXPR: return "RQ_SINCE_EXPR";
+  default: return "RQ_SINCE_NONE";
+  }
+}
+
+/* Generates the sub-tables of one step into *p. */
+static void gen_step_parts(Emit *e, const Node *st, StepParts *p)
+{
+  memset(p, 0, sizeof *p);
+  switch(st->kind) {
+  case ND_HTTP: {
+    const FetchOpts *fo = st->fetch;
+    if(!fo)
+      emit_bug("HTTP step without normalised options");
+    p->path = gen_function_ex(e, st->a, "path", true);
+    p->body = opt_fn(e, fo->body, "body");
+    p->query = opt_fn(e, fo->query, "query");
+    p->until = opt_fn(e, fo->until, "until");
+    p->since_expr = opt_fn(e, fo->since_expr, "since");
+    p->headers = gen_kv(e, fo->headers, "step headers", &p->n_headers);
+    break;
+  }
+  case ND_FOR:
+    p->expr = gen_function(e, st->a, "for collection");
+    p->where = opt_fn(e, st->cond, "for filter");
+    p->steps = gen_steps(e, st->body, "for body", &p->n_steps);
+    break;
+  case ND_MAP:
+    p->expr = gen_function(e, st->a, "map source");
+    p->fields = gen_kv(e, st->opts, "map field", &p->n_fields);
+    break;
+  case ND_APPLY:
+    p->expr = gen_function(e, st->a, "apply source");
+    break;
+  case ND_VALIDATE:
+    p->expr = gen_function(e, st->a, "validate target");
+    p->assumes = gen_assumes(e, st->body, &p->n_assumes);
+    if(st->flag)
+      p->steps = gen_steps(e, st->els, "validate or-block", &p->n_steps);
+    break;
+  case ND_STORESTEP:
+    p->expr = gen_function(e, st->a, "store source");
+    p->key = st->store ? opt_fn(e, st->store->key, "store key") : "NULL";
+    break;
+  case ND_MATCH:
+    p->expr = gen_function(e, st->a, "match target");
+    p->arms = gen_arms(e, st->body, &p->n_arms);
+    break;
+  case ND_LET:
+    p->expr = gen_function(e, st->a, "let value");
+    break;
+  case ND_DIRECTIVE:
+    p->message = st->a ? gen_function(e, st->a, "abort message") : "NULL";
+    break;
+  default:
+    emit_bug("step kind not supported by emit");
+  }
+}
+
+static void emit_step(Emit *e, Str *s, const Node *st, const StepParts *p)
+{
+  str_printf(s, "  { /* %s at ", step_label(st));
+  emit_where(e, s, st->loc);
+  str_add(s, " */\n    .kind = ", 14);
+  switch(st->kind) {
+  case ND_HTTP: str_add(s, "RQ_ST_HTTP", 10); break;
+  case ND_FOR: str_add(s, "RQ_ST_FOR", 9); break;
+  case ND_MAP: str_add(s, "RQ_ST_MAP", 9); break;
+  case ND_APPLY: str_add(s, "RQ_ST_APPLY", 11); break;
+  case ND_VALIDATE: str_add(s, "RQ_ST_VALIDATE", 14); break;
+  case ND_STORESTEP: str_add(s, "RQ_ST_STORE", 11); break;
+  case ND_MATCH: str_add(s, "RQ_ST_MATCH", 11); break;
+  case ND_LET: str_add(s, "RQ_ST_LET", 9); break;
+  case ND_DIRECTIVE: str_add(s, "RQ_ST_DIRECTIVE", 15); break;
+  default: emit_bug("step kind");
+  }
+  str_add(s, ",\n    .at = ", 12);
+  emit_at(e, s, st->loc, false);
+  str_add(s, ",\n    .label = ", 15);
+  emit_cstr0(s, step_label(st));
+  str_add(s, ",\n", 2);
+  if(st->kind != ND_STORESTEP && !(st->kind == ND_DIRECTIVE && st->decl &&
+                                    strcmp(st->word, "queue") == 0))
+    str_add(s, "    .store = -1,\n", 17);
+  if(st->kind != ND_STORESTEP)
+    str_add(s, "    .partial = -1,\n", 19);
+  switch(st->kind) {
+  case ND_HTTP: {
+    const FetchOpts *fo = st->fetch;
+    char method[16];
+    upper(method, st->word ? st->word : "get", sizeof method);
+    str_add(s, "    .method = ", 14);
+    emit_cstr0(s, method);
+    str_printf(s, ",\n    .source = %d,\n", fo->source ? fo->source->index
+                                                        : 0);
+    str_printf(s, "    .path = %s,\n    .body = %s,\n    .query = %s,\n",
+               p->path, p->body, p->query);
+    str_printf(s, "    .headers = %s,\n    .n_headers = %zu,\n",
+               p->headers ? p->headers : "NULL", p->n_headers);
+    str_printf(s, "    .timeout_ms = %.17g,\n", fo->timeout_ms);
+    str_printf(s, "    .pg_kind = %s,\n", pg_name(fo->pg_kind));
+    if(fo->pg_kind != PG_NONE) {
+      str_add(s, "    .pg_param = ", 16);
+      emit_cstr0(s, fo->pg_param);
+      str_printf(s, ",\n    .pg_size = %d,\n", (int)fo->pg_size);
+      str_add(s, "    .pg_cursor_path = ", 22);
+      emit_cstr0(s, fo->pg_cursor_path);
+      str_add(s, ",\n    .pg_size_param = ", 23);
+      emit_cstr0(s, fo->pg_size_param);
+      str_add(s, ",\n", 2);
+    }
+    str_printf(s, "    .until = %s,\n    .max_pages = %d,\n", p->until,
+               fo->max_pages);
+    str_add(s, "    .retry = ", 13);
+    emit_retry(s, &fo->retry);
+    str_printf(s, ",\n    .since_kind = %s,\n", since_name(fo->since_kind));
+    if(fo->since_kind != SINCE_NONE) {
+      str_add(s, "    .since_key = ", 17);
+      emit_cstr0(s, fo->since_key);
+      str_add(s, ",\n    .since_param = ", 21);
+      emit_cstr0(s, fo->since_param);
+      str_add(s, ",\n    .since_format = ", 22);
+      emit_cstr0(s, fo->since_format);
+      str_add(s, ",\n    .since_update_from = ", 27);
+      emit_cstr0(s, fo->since_update_from);
+      str_printf(s, ",\n    .since_expr = %s,\n", p->since_expr);
+    }
+    bool nm = st->next && st->next->kind == ND_MATCH;
+    str_printf(s, "    .next_is_match = %s,\n", nm ? "true" : "false");
+    break;
+  }
+  case ND_FOR:
+    str_add(s, "    .var = ", 11);
+    emit_cstr0(s, st->name);
+    str_printf(s, ",\n    .expr = %s,\n    .where = %s,\n", p->expr,
+               p->where);
+    str_printf(s, "    .steps = %s,\n    .n_steps = %zu,\n",
+               p->steps ? p->steps : "NULL", p->n_steps);
+    break;
+  case ND_MAP:
+    str_printf(s, "    .expr = %s,\n    .target = ", p->expr);
+    emit_cstr0(s, st->word);
+    str_printf(s, ",\n    .fields = %s,\n    .n_fields = %zu,\n",
+               p->fields ? p->fields : "NULL", p->n_fields);
+    break;
+  case ND_APPLY:
+    if(!st->decl)
+      emit_bug("apply without a resolved transform");
+    str_printf(s, "    .expr = %s,\n    .transform = %d,\n    .var = ",
+               p->expr, st->decl->index);
+    emit_cstr0(s, st->word2);
+    str_add(s, ",\n", 2);
+    break;
+  case ND_VALIDATE:
+    str_printf(s, "    .expr = %s,\n    .assumes = %s,\n"
+               "    .n_assumes = %zu,\n", p->expr,
+               p->assumes ? p->assumes : "NULL", p->n_assumes);
+    str_printf(s, "    .has_or = %s,\n    .steps = %s,\n"
+               "    .n_steps = %zu,\n", st->flag ? "true" : "false",
+               p->steps ? p->steps : "NULL", p->n_steps);
+    break;
+  case ND_STORESTEP: {
+    if(!st->decl)
+      emit_bug("store step without a resolved store");
+    const StoreOpts *so = st->store;
+    str_printf(s, "    .expr = %s,\n    .store = %d,\n    .key = %s,\n",
+               p->expr, st->decl->index, p->key);
+    str_printf(s, "    .upsert = %s,\n    .partial = %d,\n",
+               so && so->upsert ? "true" : "false", so ? so->partial : -1);
+    break;
+  }
+  case ND_MATCH:
+    str_printf(s, "    .expr = %s,\n    .arms = %s,\n    .n_arms = %zu,\n",
+               p->expr, p->arms ? p->arms : "NULL", p->n_arms);
+    break;
+  case ND_LET:
+    str_add(s, "    .var = ", 11);
+    emit_cstr0(s, st->name);
+    str_printf(s, ",\n    .expr = %s,\n", p->expr);
+    break;
+  case ND_DIRECTIVE:
+    str_printf(s, "    .directive = %s,\n", directive_name(st->word));
+    if(strcmp(st->word, "abort") == 0)
+      str_printf(s, "    .message = %s,\n", p->message);
+    if(strcmp(st->word, "retry") == 0) {
+      str_add(s, "    .retry = ", 13);
+      emit_retry(s, st->retry);
+      str_add(s, ",\n", 2);
+    }
+    if(strcmp(st->word, "queue") == 0 && st->decl)
+      str_printf(s, "    .store = %d,\n", st->decl->index);
+    if(strcmp(st->word, "jump") == 0) {
+      if(!st->decl)
+        emit_bug("jump without a resolved action");
+      str_printf(s, "    .action = %d,\n    .jump_retry = %s,\n",
+                 st->decl->index,
+                 st->word2 && strcmp(st->word2, "retry") == 0 ? "true"
+                                                              : "false");
+    }
+    break;
+  default:
+    emit_bug("step kind");
+  }
+  str_add(s, "  },\n", 5);
+}
+
+/* Generates the table for a step list; returns its name (NULL if the
+ * list is empty) and the count. */
+static const char *gen_steps(Emit *e, const Node *list, const char *what,
+                             size_t *count)
+{
+  size_t n = 0;
+  for(const Node *st = list; st; st = st->next)
+    n++;
+  *count = n;
+  if(n == 0)
+    return NULL;
+  StepParts *parts = calloc(n, sizeof *parts);
+  size_t i = 0;
+  for(const Node *st = list; st; st = st->next)
+    gen_step_parts(e, st, &parts[i++]);
+  const char *name = new_sym(e, "steps");
+  Str *s = &e->tables;
+  str_printf(s, "/* %s at ", what);
+  emit_where(e, s, list->loc);
+  str_printf(s, " */\nstatic const RqStep %s[] = {\n", name);
+  i = 0;
+  for(const Node *st = list; st; st = st->next)
+    emit_step(e, s, st, &parts[i++]);
+  str_add(s, "};\n\n", 4);
+  free(parts);
+  return name;
+}
+
+static const char *auth_name(AuthKind a)
+{
+  switch(a) {
+  case AUTH_BEARER: return "RQ_AUTH_BEARER";
+  case AUTH_BASIC: return "RQ_AUTH_BASIC";
+  case AUTH_API_KEY: return "RQ_AUTH_API_KEY";
+  case AUTH_OAUTH2: return "RQ_AUTH_OAUTH2";
+  default: return "RQ_AUTH_NONE";
+  }
+}
+
+static const char *store_kind_name(StoreKind k)
+{
+  switch(k) {
+  case STK_FILE: return "RQ_STORE_FILE";
+  case STK_SQL: return "RQ_STORE_SQL";
+  case STK_NOSQL: return "RQ_STORE_NOSQL";
+  case STK_POSTGREST: return "RQ_STORE_POSTGREST";
+  default: return "RQ_STORE_MEMORY";
+  }
+}
+
+static const char *sched_name(SchedKind k)
+{
+  switch(k) {
+  case SCHED_EVERY: return "RQ_SCHED_EVERY";
+  case SCHED_CRON: return "RQ_SCHED_CRON";
+  case SCHED_AT: return "RQ_SCHED_AT";
+  default: return "RQ_SCHED_NONE";
+  }
+}
+
+static const char *gen_sources(Emit *e, Mission *m)
+{
+  int n = m->sources.len;
+  if(n == 0)
+    return NULL;
+  const char **base = calloc((size_t)n, sizeof *base);
+  const char **hdr = calloc((size_t)n, sizeof *hdr);
+  size_t *nh = calloc((size_t)n, sizeof *nh);
+  for(int i = 0; i < n; i++) {
+    Node *src = m->sources.data[i];
+    const SourceOpts *so = src->src;
+    if(!so)
+      emit_bug("source without normalised options");
+    base[i] = opt_fn(e, so->base, "source base");
+    hdr[i] = gen_kv(e, so->headers, "source headers", &nh[i]);
+  }
+  const char *name = new_sym(e, "sources");
+  Str *s = &e->tables;
+  str_printf(s, "static const RqSourceDef %s[] = {\n", name);
+  for(int i = 0; i < n; i++) {
+    Node *src = m->sources.data[i];
+    const SourceOpts *so = src->src;
+    str_add(s, "  { /* source at ", 17);
+    emit_where(e, s, src->loc);
+    str_add(s, " */\n    .name = ", 16);
+    emit_cstr0(s, src->name);
+    str_printf(s, ",\n    .auth = %s,\n    .auth_scheme = ",
+               auth_name(so->auth));
+    emit_cstr0(s, so->auth_scheme);
+    str_printf(s, ",\n    .base = %s,\n    .headers = %s,\n"
+               "    .n_headers = %zu,\n", base[i], hdr[i] ? hdr[i] : "NULL",
+               nh[i]);
+    str_printf(s, "    .validate_responses = %s,\n    .timeout_ms = %.17g,\n",
+               so->validate_responses ? "true" : "false", so->timeout_ms);
+    static const char *const strat[] = { "RQ_RL_PAUSE", "RQ_RL_THROTTLE",
+                                         "RQ_RL_FAIL" };
+    int k = so->rl_strategy >= 0 && so->rl_strategy <= 2 ? so->rl_strategy
+                                                         : 0;
+    str_printf(s, "    .rl_strategy = %s,\n    .rl_max_wait_s = %.17g,\n"
+               "    .rl_fallback_rpm = %.17g,\n", strat[k], so->rl_max_wait_s,
+               so->rl_fallback_rpm);
+    str_printf(s, "    .cb_failure_threshold = %d,\n"
+               "    .cb_success_threshold = %d,\n"
+               "    .cb_reset_timeout_s = %.17g,\n"
+               "    .cb_failure_window_s = %.17g,\n",
+               so->cb_failure_threshold, so->cb_success_threshold,
+               so->cb_reset_timeout_s, so->cb_failure_window_s);
+    str_add(s, "    .at = ", 10);
+    emit_at(e, s, src->loc, false);
+    str_add(s, ",\n  },\n", 7);
+  }
+  str_add(s, "};\n\n", 4);
+  free(base);
+  free(hdr);
+  free(nh);
+  return name;
+}
+
+static const char *gen_stores(Emit *e, Mission *m)
+{
+  if(m->stores.len == 0)
+    return NULL;
+  const char *name = new_sym(e, "stores");
+  Str *s = &e->tables;
+  str_printf(s, "static const RqStoreDef %s[] = {\n", name);
+  for(int i = 0; i < m->stores.len; i++) {
+    Node *st = m->stores.data[i];
+    str_add(s, "  { ", 4);
+    emit_cstr0(s, st->name);
+    str_printf(s, ", %s, ", store_kind_name(st->store_kind));
+    emit_cstring(s, st->str ? st->str : "", st->str ? st->len : 0);
+    str_add(s, ", ", 2);
+    emit_at(e, s, st->loc, false);
+    str_add(s, " },\n", 4);
+  }
+  str_add(s, "};\n\n", 4);
+  return name;
+}
+
+static const char *gen_schemas(Emit *e, Mission *m)
+{
+  int n = m->schemas.len;
+  if(n == 0)
+    return NULL;
+  const char **fields = calloc((size_t)n, sizeof *fields);
+  size_t *nf = calloc((size_t)n, sizeof *nf);
+  Str *s = &e->tables;
+  for(int i = 0; i < n; i++) {
+    Node *sc = m->schemas.data[i];
+    for(const Node *fd = sc->body; fd; fd = fd->next)
+      nf[i]++;
+    if(nf[i] == 0)
+      continue;
+    fields[i] = new_sym(e, "fields");
+    str_printf(s, "static const RqSchemaField %s[] = {\n", fields[i]);
+    for(const Node *fd = sc->body; fd; fd = fd->next) {
+      str_add(s, "  { ", 4);
+      emit_cstr0(s, fd->name);
+      str_printf(s, ", %s, %s },\n", rq_type_name(fd->word),
+                 fd->flag ? "true" : "false");
+    }
+    str_add(s, "};\n\n", 4);
+  }
+  const char *name = new_sym(e, "schemas");
+  str_printf(s, "static const RqSchemaDef %s[] = {\n", name);
+  for(int i = 0; i < n; i++) {
+    str_add(s, "  { ", 4);
+    emit_cstr0(s, m->schemas.data[i]->name);
+    str_printf(s, ", %s, %zu },\n", fields[i] ? fields[i] : "NULL", nf[i]);
+  }
+  str_add(s, "};\n\n", 4);
+  free(fields);
+  free(nf);
+  return name;
+}
+
+static const char *gen_transforms(Emit *e, Mission *m)
+{
+  int n = m->transforms.len;
+  if(n == 0)
+    return NULL;
+  const char **vars = calloc((size_t)n, sizeof *vars);
+  size_t *nv = calloc((size_t)n, sizeof *nv);
+  const char **target = calloc((size_t)n, sizeof *target);
+  Str *s = &e->tables;
+  for(int i = 0; i < n; i++) {
+    Node *tr = m->transforms.data[i];
+    size_t k = 0;
+    for(const Node *v = tr->body; v; v = v->next)
+      k++;
+    nv[i] = k;
+    if(k == 0)
+      continue;
+    const char **guard = calloc(k, sizeof *guard);
+    const char **fl = calloc(k, sizeof *fl);
+    size_t *nfl = calloc(k, sizeof *nfl);
+    size_t j = 0;
+    for(const Node *v = tr->body; v; v = v->next, j++) {
+      guard[j] = v->cond ? gen_function(e, v->cond, "variant guard")
+                         : "NULL";
+      fl[j] = gen_kv(e, v->opts, "variant mapping", &nfl[j]);
+      if(!target[i])
+        target[i] = v->word;
+    }
+    vars[i] = new_sym(e, "variants");
+    str_printf(s, "static const RqVariantDef %s[] = {\n", vars[i]);
+    j = 0;
+    for(const Node *v = tr->body; v; v = v->next, j++) {
+      int schema = -1;
+      if(v->name && strcmp(v->name, "_") != 0) {
+        if(!v->decl)
+          emit_bug("variant without a resolved schema");
+        schema = v->decl->index;
+      }
+      str_printf(s, "  { %d, %s, %s, %zu, ", schema, guard[j],
+                 fl[j] ? fl[j] : "NULL", nfl[j]);
+      emit_at(e, s, v->loc, false);
+      str_add(s, " },\n", 4);
+    }
+    str_add(s, "};\n\n", 4);
+    free(guard);
+    free(fl);
+    free(nfl);
+  }
+  const char *name = new_sym(e, "transforms");
+  str_printf(s, "static const RqTransformDef %s[] = {\n", name);
+  for(int i = 0; i < n; i++) {
+    str_add(s, "  { ", 4);
+    emit_cstr0(s, m->transforms.data[i]->name);
+    str_add(s, ", ", 2);
+    emit_cstr0(s, target[i]);
+    str_printf(s, ", %s, %zu },\n", vars[i] ? vars[i] : "NULL", nv[i]);
+  }
+  str_add(s, "};\n\n", 4);
+  free(vars);
+  free(nv);
+  free(target);
+  return name;
+}
+
+static const char *gen_actions(Emit *e, Mission *m)
+{
+  int n = m->actions.len;
+  if(n == 0)
+    return NULL;
+  const char **steps = calloc((size_t)n, sizeof *steps);
+  size_t *ns = calloc((size_t)n, sizeof *ns);
+  for(int i = 0; i < n; i++) {
+    Node *a = m->actions.data[i];
+    Str what = { 0 };
+    str_printf(&what, "action %s", a->name);
+    steps[i] = gen_steps(e, a->body, what.data, &ns[i]);
+    free(what.data);
+  }
+  const char *name = new_sym(e, "actions");
+  Str *s = &e->tables;
+  str_printf(s, "static const RqActionDef %s[] = {\n", name);
+  for(int i = 0; i < n; i++) {
+    Node *a = m->actions.data[i];
+    str_add(s, "  { ", 4);
+    emit_cstr0(s, a->name);
+    str_printf(s, ", %s, %zu, ", steps[i] ? steps[i] : "NULL", ns[i]);
+    emit_at(e, s, a->loc, false);
+    str_add(s, " },\n", 4);
+  }
+  str_add(s, "};\n\n", 4);
+  free(steps);
+  free(ns);
+  return name;
+}
+
+static int action_index(Mission *m, const Node *ref)
+{
+  if(ref->decl && ref->decl->kind == ND_ACTION)
+    return ref->decl->index;
+  for(int i = 0; i < m->actions.len; i++)
+    if(m->actions.data[i]->name == ref->name ||
+       strcmp(m->actions.data[i]->name, ref->name) == 0)
+      return i;
+  emit_bug("stage names an unknown action");
+  return -1;
+}
+
+static const char *gen_stages(Emit *e, Mission *m)
+{
+  int n = m->stages.len;
+  if(n == 0)
+    return NULL;
+  const char **idx = calloc((size_t)n, sizeof *idx);
+  const char **cond = calloc((size_t)n, sizeof *cond);
+  size_t *na = calloc((size_t)n, sizeof *na);
+  Str *s = &e->tables;
+  for(int i = 0; i < n; i++) {
+    Node *sg = m->stages.data[i];
+    cond[i] = opt_fn(e, sg->cond, "stage condition");
+    idx[i] = new_sym(e, "stage");
+    str_printf(s, "static const int %s[] = {", idx[i]);
+    for(const Node *a = sg->body; a; a = a->next) {
+      str_printf(s, " %d,", action_index(m, a));
+      na[i]++;
+    }
+    str_add(s, " };\n", 4);
+  }
+  str_add(s, "\n", 1);
+  const char *name = new_sym(e, "stages");
+  str_printf(s, "static const RqStageDef %s[] = {\n", name);
+  for(int i = 0; i < n; i++) {
+    Node *sg = m->stages.data[i];
+    str_printf(s, "  { %s, %zu, %s, %s, ", idx[i], na[i],
+               sg->flag ? "true" : "false", cond[i]);
+    emit_at(e, s, sg->loc, false);
+    str_add(s, " },\n", 4);
+  }
+  str_add(s, "};\n\n", 4);
+  free(idx);
+  free(cond);
+  free(na);
+  return name;
+}
+
+/* Mission-level lets become an array of RQ_ST_LET steps. */
+static const char *gen_lets(Emit *e, Mission *m, size_t *count)
+{
+  *count = (size_t)m->lets.len;
+  if(m->lets.len == 0)
+    return NULL;
+  StepParts *parts = calloc((size_t)m->lets.len, sizeof *parts);
+  for(int i = 0; i < m->lets.len; i++)
+    gen_step_parts(e, m->lets.data[i], &parts[i]);
+  const char *name = new_sym(e, "lets");
+  Str *s = &e->tables;
+  str_printf(s, "static const RqStep %s[] = {\n", name);
+  for(int i = 0; i < m->lets.len; i++)
+    emit_step(e, s, m->lets.data[i], &parts[i]);
+  str_add(s, "};\n\n", 4);
+  free(parts);
+  return name;
+}
+
+/* Everything of one mission; appends its RqMissionDef initializer to
+ * `defs`. */
+static void gen_mission(Emit *e, Mission *m, Str *defs)
+{
+  Str prefix = { 0 };
+  str_add(&prefix, "rqm_", 4);
+  mangle(&prefix, m->name);
+  str_add(&prefix, "_", 1);
+  e->prefix = arena_strndup(e->c->arena, prefix.data, prefix.len);
+  free(prefix.data);
+  e->m = m;
+
+  str_printf(&e->tables, "/* ---- mission %s (", m->name);
+  emit_where(e, &e->tables, m->decl->loc);
+  str_add(&e->tables, ") ---- */\n\n", 11);
+
+  const char *sources = gen_sources(e, m);
+  const char *stores = gen_stores(e, m);
+  const char *schemas = gen_schemas(e, m);
+  const char *transforms = gen_transforms(e, m);
+  const char *actions = gen_actions(e, m);
+  size_t n_lets;
+  const char *lets = gen_lets(e, m, &n_lets);
+  const char *stages = gen_stages(e, m);
+
+  Str *s = defs;
+  str_add(s, "  { /* mission ", 15);
+  str_add(s, m->name, strlen(m->name));
+  str_add(s, " */\n    .name = ", 16);
+  emit_cstr0(s, m->name);
+  str_printf(s, ",\n    .sources = %s,\n    .n_sources = %d,\n",
+             sources ? sources : "NULL", m->sources.len);
+  str_printf(s, "    .stores = %s,\n    .n_stores = %d,\n",
+             stores ? stores : "NULL", m->stores.len);
+  str_printf(s, "    .schemas = %s,\n    .n_schemas = %d,\n",
+             schemas ? schemas : "NULL", m->schemas.len);
+  str_printf(s, "    .transforms = %s,\n    .n_transforms = %d,\n",
+             transforms ? transforms : "NULL", m->transforms.len);
+  str_printf(s, "    .actions = %s,\n    .n_actions = %d,\n",
+             actions ? actions : "NULL", m->actions.len);
+  str_printf(s, "    .lets = %s,\n    .n_lets = %zu,\n",
+             lets ? lets : "NULL", n_lets);
+  str_printf(s, "    .stages = %s,\n    .n_stages = %d,\n",
+             stages ? stages : "NULL", m->stages.len);
+  const ScheduleOpts *so = &m->sched;
+  str_printf(s, "    .schedule = { %s, %.17g, ", sched_name(so->kind),
+             so->every_ms);
+  emit_cstr0(s, so->expr);
+  str_add(s, ", ", 2);
+  emit_cstr0(s, so->timezone);
+  str_printf(s, ", %d, %s, %s, %d, %.17g },\n", so->max_concurrency,
+             so->skip_if_running ? "true" : "false",
+             so->has_retry ? "true" : "false", so->retry_max,
+             so->retry_delay_s);
+  str_add(s, "    .at = ", 10);
+  emit_at(e, s, m->decl->loc, false);
+  str_add(s, ",\n  },\n", 7);
+}
+
+/* Writes text to out, replacing each "#line @C@" placeholder with the
+ * real line of the generated file that follows it. */
+static void write_resolved(FILE *out, const char *text, int *line,
+                           const char *c_name)
+{
+  const char *p = text;
+  while(*p) {
+    const char *nl = strchr(p, '\n');
+    size_t len = nl ? (size_t)(nl - p + 1) : strlen(p);
+    if(len >= 9 && strncmp(p, "#line @C@", 9) == 0) {
+      fprintf(out, "#line %d \"", *line + 1);
+      for(const char *q = c_name; *q; q++) {
+        if(*q == '"' || *q == '\\')
+          fputc('\\', out);
+        fputc(*q, out);
+      }
+      fputs("\"\n", out);
+    } else {
+      fwrite(p, 1, len, out);
+    }
+    (*line)++;
+    p += len;
+  }
+}
+
+void emit_program(Compilation *c, FILE *out, const EmitOptions *opt)
+{
+  assert(c->prog.checked);
+  Emit e = { 0 };
+  e.c = c;
+  e.opt = opt;
+  Str head = { 0 }, defs = { 0 };
+
+  str_add(&head, "/* Generated by reqonc", 22);
+  if(!opt->no_version)
+    str_printf(&head, " %s", REQONC_VERSION);
+  str_add(&head, " from:\n", 7);
+  for(int i = 0; i < c->n_files; i++) {
+    str_add(&head, " *   ", 5);
+    emit_comment_text(&head, c->files[i].path);
+    str_add(&head, "\n", 1);
+  }
+  str_add(&head, " * Do not edit; edit the .reqon files instead.\n", 47);
+  if(opt->cmdline) {
+    str_add(&head, " * command line: ", 17);
+    emit_comment_text(&head, opt->cmdline);
+    str_add(&head, "\n", 1);
+  }
+  str_add(&head, " */\n#include \"reqon.h\"\n", 23);
+  str_add(&head, "#if RQ_ABI_VERSION != 1\n#error \"reqon.h ABI mismatch: "
+          "rebuild with the matching reqonc\"\n#endif\n\n", 94);
+  str_add(&head, "static const char *const rqm_files[] = {\n", 41);
+  for(int i = 0; i < c->n_files; i++) {
+    str_add(&head, "  ", 2);
+    emit_cstr0(&head, c->files[i].path);
+    str_add(&head, ",\n", 2);
+  }
+  if(c->n_files == 0)
+    str_add(&head, "  NULL,\n", 8);
+  str_add(&head, "};\n\n", 4);
+
+  for(int i = 0; i < c->prog.n_missions; i++)
+    gen_mission(&e, c->prog.missions[i], &defs);
+
+  int line = 1;
+  const char *c_name = opt->c_name ? opt->c_name : "missions.c";
+  write_resolved(out, head.data, &line, c_name);
+  if(e.funcs.data)
+    write_resolved(out, e.funcs.data, &line, c_name);
+  if(e.tables.data)
+    write_resolved(out, e.tables.data, &line, c_name);
+  fprintf(out, "static const RqMissionDef rqm_missions[] = {\n");
+  if(defs.data)
+    fputs(defs.data, out);
+  if(c->prog.n_missions == 0)
+    fprintf(out, "  { .name = NULL },\n");
+  fprintf(out, "};\n\nint main(int argc, char **argv)\n{\n"
+          "  return rq_daemon_main(argc, argv, rqm_files, %d, rqm_missions,"
+          " %d);\n}\n", c->n_files, c->prog.n_missions);
+  free(head.data);
+  free(defs.data);
+  free(e.funcs.data);
+  free(e.tables.data);
+}
