@@ -1,4 +1,4 @@
-/* rq_internal.h -- private to runtime/*.c; never included by generated
+/* rq_internal.h -- private to the runtime .c files; never included by generated
  * code.  It pulls in reqon.h and one small header per runtime module, so
  * each module declares what it shares in a file named after it:
  *

@@ -18,6 +18,8 @@ void rqi_checkpoint_candidate(RqRun *run, const char *key, double ms,
  * clears them.  Returns 0 or -1 after logging. */
 int rqi_checkpoint_commit(RqRun *run);
 void rqi_checkpoint_discard(RqRun *run);
+/* Frees the cached checkpoint files (clean shutdown). */
+void rqi_state_shutdown(void);
 
 /* Takes the exclusive lock <data>/.lock.  Returns 0; 4 with the message
  * "data dir <path> is in use by pid N" printed when held elsewhere; or 4

@@ -6,27 +6,80 @@
 #define RQ_STORE_H
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include "reqon.h"
 
 typedef struct RqStore RqStore;
 
-/* The instance of the mission's store number idx, opened and loaded on
- * first use.  On failure (corrupt file, ...) calls rq_fail and returns
- * -RQ_E_FAIL. */
+/* Store index of the mission's implicit dead-letter store
+ * <data>/<Mission>/_dead_letter.json (the target of a bare `queue`). */
+#define RQ_STORE_DEAD_LETTER (-1)
+
+/* The instance of the mission's store number idx (or
+ * RQ_STORE_DEAD_LETTER), opened and loaded on first use.  On failure
+ * (corrupt file, ...) calls rq_fail and returns -RQ_E_FAIL; a store that
+ * failed to load stays broken for the life of the process. */
 int rqi_store_open(const RqEnv *env, RqAt at, int idx, RqStore **out);
 /* Applies one store step: recs is an array of objects, keys[i] their keys.
  * merge: shallow-merge into existing records; partial: -1 none, 0/1 sets
- * "_partial".  All or nothing; flushes file stores.  Returns 0 or
+ * "_partial".  All or nothing; flushes file stores.  recs is borrowed and
+ * never modified (the store keeps deep copies).  Returns 0 or
  * -RQ_E_FAIL after rq_fail. */
 int rqi_store_put(const RqEnv *env, RqAt at, RqStore *st, json_t *recs,
                   const char *const *keys, bool merge, int partial);
-json_t *rqi_store_list(RqStore *st);                 /* new array */
-json_t *rqi_store_lookup(RqStore *st, const char *key); /* new or NULL */
+/* New array holding the records in store order.  The records themselves
+ * are shared with the store and MUST NOT be modified (stored records are
+ * never changed in place, so the snapshot stays valid). */
+json_t *rqi_store_list(RqStore *st);
+/* New reference to the record at key (shared, read-only), or NULL. */
+json_t *rqi_store_lookup(RqStore *st, const char *key);
 /* Writes every store of the run's mission to dir/<Mission>/<store>.json
- * (and _dead_letter), as --output requires. */
+ * (and _dead_letter when it exists), as --output requires.  Stores that
+ * failed to load are left out with a WARN.  Returns 0, or -1 when a file
+ * could not be written (logged). */
 int rqi_store_output(RqRun *run, const char *dir);
-void rqi_store_run_end(RqRun *run);    /* frees the run's memory stores */
-void rqi_store_shutdown(void);         /* flushes and frees file stores */
+/* End of a root run: writes --output (rqi_opts.output_dir, --once mode
+ * only, never in --dry-run) and frees the run's memory stores.  Does
+ * nothing for the runs of parallel actions. */
+void rqi_store_run_end(RqRun *run);
+/* Frees the file stores.  Nothing is pending: every step that changed a
+ * file store flushed it before succeeding (a failed flush rolls the step
+ * back), so memory and disk always agree. */
+void rqi_store_shutdown(void);
+
+/* ------------------------------------------- private to store*.c */
+/* What differs between kinds.  The records of memory and file stores are
+ * kept in one jansson object (insertion ordered); a kind only says how
+ * they are loaded and persisted. */
+typedef struct {
+  const char *kind;                   /* "memory", "file" */
+  /* Fills st->recs (new object).  Returns 0, or -1 with the reason in
+   * err ("corrupt file <path>"). */
+  int (*load)(RqStore *st, char *err, size_t n);
+  /* Persists st->recs.  Returns 0, or -1 with errno set. */
+  int (*flush)(RqStore *st);
+} RqStoreOps;
+
+struct RqStore {
+  const RqStoreOps *ops;
+  char *id;              /* memory: the target name; file: its path */
+  char *name;            /* declared name at first open, for messages */
+  json_t *recs;          /* owned object key -> record, or NULL */
+  pthread_mutex_t mu;    /* guards everything below */
+  bool loaded;
+  bool broken;           /* load failed: never flushed nor output */
+  bool dir_ready;        /* file: directory and .gitignore prepared */
+  char err[512];         /* why it is broken */
+  RqStore *next;         /* registry list */
+};
+
+/* Writes v as pretty JSON (2-space indent, final newline) to path
+ * atomically, creating parent directories.  Returns 0 or -1 with errno.
+ * Shared with state.c (checkpoint files). */
+int rqi_store_write_json(const char *path, const json_t *v);
+
+extern const RqStoreOps rqi_store_memory_ops;
+extern const RqStoreOps rqi_store_file_ops;
 
 #endif

@@ -1,0 +1,835 @@
+/* daemon.c -- rq_daemon_main(), the main() of every compiled mission set
+ * (SPEC §10): command line, env file, logging, credentials, the data-dir
+ * lock, then one of the modes
+ *   --list     print the missions with their schedules;
+ *   --once     run every selected mission once, in declaration order;
+ *   (default)  the scheduler loop for `every` schedules (§9.1).
+ *
+ * In this version runs execute on the main thread, one after another: the
+ * loop picks the earliest due mission, runs it to the end and reschedules
+ * it at lastStart + interval (monotonic clock).  Between runs it waits in
+ * poll() on a self-pipe that the signal handlers write to, so SIGTERM and
+ * SIGINT end the wait at once; during a run, the handler's flag
+ * (rqi_stop_requested) makes HTTP transfers and step boundaries stop.  A
+ * second SIGTERM/SIGINT exits with status 130 from the handler.
+ *
+ * Exit codes (§11.3): 0 ok / clean shutdown, 1 a --once mission failed,
+ * 2 usage, 3 configuration (--auth, --env), 4 infrastructure (data dir).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "rq_internal.h"
+
+RqOptions rqi_opts = {
+  .data_dir = ".reqon-data",
+  .max_parallel = 4,
+  .check_interval_ms = 1000,
+};
+volatile sig_atomic_t rqi_stop_requested;
+
+static volatile sig_atomic_t g_hup;    /* SIGHUP seen, not yet reported */
+static int g_wake[2] = { -1, -1 };     /* self-pipe written by handlers */
+
+#define PROG "syncd"
+#define ENV_FILE_MAX ((size_t)1 << 20)
+
+/* ------------------------------------------------------- options table */
+typedef enum {
+  O_ONCE, O_MISSION, O_DRY_RUN, O_RESUME, O_DATA_DIR, O_AUTH, O_STORES,
+  O_ENV, O_OUTPUT, O_LOG_LEVEL, O_LOG_FORMAT, O_VERBOSE, O_HEALTH_PORT,
+  O_METRICS_PORT, O_WEBHOOK_PORT, O_WEBHOOK_URL, O_WEBHOOK_TOKEN,
+  O_MAX_PARALLEL, O_CHECK_INTERVAL, O_SHUTDOWN_TIMEOUT, O_LISTEN_ADDRESS,
+  O_LOG_UTC, O_DAEMON, O_LIST, O_VERSION, O_HELP,
+} OptId;
+
+typedef struct {
+  const char *name;       /* without the leading "--" */
+  const char *arg;        /* value placeholder; NULL for a flag */
+  OptId id;
+  bool supported;         /* false: rejected with "not supported yet" */
+  const char *help;
+} OptDef;
+
+/* One table drives parsing and --help (Redis static_configs). */
+static const OptDef opt_table[] = {
+  { "once", NULL, O_ONCE, true,
+    "run every selected mission once, then exit" },
+  { "mission", "NAME", O_MISSION, true,
+    "only this mission (repeatable)" },
+  { "dry-run", NULL, O_DRY_RUN, false,
+    "print each action's first request instead of running" },
+  { "resume", NULL, O_RESUME, false, "resume interrupted runs" },
+  { "data-dir", "DIR", O_DATA_DIR, true,
+    "state directory (default .reqon-data; env REQON_DATA_DIR)" },
+  { "auth", "FILE", O_AUTH, true, "credentials file (JSON)" },
+  { "stores", "FILE", O_STORES, false, "store configuration (JSON)" },
+  { "env", "FILE", O_ENV, true,
+    "load KEY=VALUE lines first (default ./.env if present)" },
+  { "output", "DIR", O_OUTPUT, true,
+    "with --once: write every store to DIR/<Mission>/<store>.json" },
+  { "log-level", "L", O_LOG_LEVEL, true,
+    "debug, info, warn or error (default info; env REQON_LOG_LEVEL)" },
+  { "log-format", "F", O_LOG_FORMAT, true,
+    "text or json (default text; env REQON_LOG_FORMAT)" },
+  { "verbose", NULL, O_VERBOSE, true, "same as --log-level debug" },
+  { "health-port", "N", O_HEALTH_PORT, false, "serve /health and /ready" },
+  { "metrics-port", "N", O_METRICS_PORT, false, "serve /metrics" },
+  { "webhook-port", "N", O_WEBHOOK_PORT, false, "serve webhook paths" },
+  { "webhook-url", "URL", O_WEBHOOK_URL, false, "public webhook base URL" },
+  { "webhook-token", "T", O_WEBHOOK_TOKEN, false, "webhook token" },
+  { "max-parallel", "N", O_MAX_PARALLEL, true,
+    "missions running at once (default 4)" },
+  { "check-interval", "MS", O_CHECK_INTERVAL, true,
+    "wake the scheduler at least every MS ms (default 1000)" },
+  { "shutdown-timeout", "S", O_SHUTDOWN_TIMEOUT, false,
+    "seconds to wait for running missions on shutdown" },
+  { "listen-address", "ADDR", O_LISTEN_ADDRESS, false,
+    "address of the health/metrics/webhook listener" },
+  { "log-utc", NULL, O_LOG_UTC, true, "log timestamps in UTC" },
+  { "daemon", NULL, O_DAEMON, true,
+    "run the scheduled missions in the foreground (the default)" },
+  { "list", NULL, O_LIST, true,
+    "list the missions with schedule and next run, then exit" },
+  { "version", NULL, O_VERSION, true, "print the version and exit" },
+  { "help", NULL, O_HELP, true, "print this help and exit" },
+};
+#define N_OPTS (sizeof opt_table / sizeof opt_table[0])
+
+/* What the command line said, before the environment fills the gaps. */
+typedef struct {
+  bool list, version, help, daemon, log_utc;
+  int log_level;            /* -1: not given */
+  int log_format;           /* -1: not given, 0 text, 1 json */
+  const char *data_dir;     /* NULL: not given */
+  bool *selected;           /* per mission, rq_calloc'd; NULL: all */
+} Cli;
+
+static void usage_error(const char *fmt, ...)
+  __attribute__((format(printf, 1, 2)));
+
+static void usage_error(const char *fmt, ...)
+{
+  va_list ap;
+  fputs(PROG ": ", stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputs("\nUsage: " PROG " [--once] [--mission NAME]... [options]\n"
+        "Try '" PROG " --help' for the list of options.\n", stderr);
+}
+
+static void print_help(const RqMissionDef *missions, size_t n_missions)
+{
+  printf("Usage: " PROG " [--once] [--mission NAME]... [options]\n\n"
+         "Runs the compiled Reqon missions: their schedules in the "
+         "foreground\n(default), or each selected mission once "
+         "(--once).\n\nOptions:\n");
+  for (size_t i = 0; i < N_OPTS; i++) {
+    const OptDef *o = &opt_table[i];
+    char left[40];
+    snprintf(left, sizeof left, "--%s%s%s", o->name, o->arg ? " " : "",
+             o->arg ? o->arg : "");
+    printf("  %-22s %s%s\n", left, o->help,
+           o->supported ? "" : " (not supported yet)");
+  }
+  printf("\nMissions:");
+  for (size_t i = 0; i < n_missions; i++)
+    printf("%s %s", i ? "," : "", missions[i].name);
+  printf("\n");
+}
+
+static int parse_level(const char *s)
+{
+  if (strcmp(s, "debug") == 0)
+    return RQ_LOG_DEBUG;
+  if (strcmp(s, "info") == 0)
+    return RQ_LOG_INFO;
+  if (strcmp(s, "warn") == 0 || strcmp(s, "warning") == 0)
+    return RQ_LOG_WARN;
+  if (strcmp(s, "error") == 0)
+    return RQ_LOG_ERROR;
+  return -1;
+}
+
+static int parse_format(const char *s)
+{
+  if (strcmp(s, "text") == 0)
+    return 0;
+  if (strcmp(s, "json") == 0)
+    return 1;
+  return -1;
+}
+
+/* A whole decimal integer in [min, max]. */
+static bool parse_int(const char *s, long min, long max, long *out)
+{
+  char *end;
+  long v;
+  errno = 0;
+  v = strtol(s, &end, 10);
+  if (errno || end == s || *end || v < min || v > max)
+    return false;
+  *out = v;
+  return true;
+}
+
+static const OptDef *find_opt(const char *name, size_t len)
+{
+  for (size_t i = 0; i < N_OPTS; i++)
+    if (strlen(opt_table[i].name) == len &&
+        memcmp(opt_table[i].name, name, len) == 0)
+      return &opt_table[i];
+  return NULL;
+}
+
+/* Applies option o with value v (NULL for flags).  Returns 0 or 2. */
+static int apply_opt(Cli *cli, const OptDef *o, const char *v,
+                     const RqMissionDef *missions, size_t n_missions)
+{
+  long n;
+  switch (o->id) {
+  case O_ONCE:
+    rqi_opts.once = true;
+    break;
+  case O_MISSION: {
+    size_t i;
+    for (i = 0; i < n_missions; i++)
+      if (strcmp(missions[i].name, v) == 0)
+        break;
+    if (i == n_missions) {
+      usage_error("unknown mission '%s'", v);
+      return 2;
+    }
+    if (!cli->selected)
+      cli->selected = rq_calloc(n_missions, sizeof *cli->selected);
+    cli->selected[i] = true;
+    break;
+  }
+  case O_DATA_DIR:
+    cli->data_dir = v;
+    break;
+  case O_AUTH:
+    rqi_opts.auth_file = v;
+    break;
+  case O_ENV:
+    rqi_opts.env_file = v;
+    break;
+  case O_OUTPUT:
+    rqi_opts.output_dir = v;
+    break;
+  case O_LOG_LEVEL:
+    cli->log_level = parse_level(v);
+    if (cli->log_level < 0) {
+      usage_error("invalid --log-level '%s' (debug, info, warn, error)", v);
+      return 2;
+    }
+    break;
+  case O_LOG_FORMAT:
+    cli->log_format = parse_format(v);
+    if (cli->log_format < 0) {
+      usage_error("invalid --log-format '%s' (text, json)", v);
+      return 2;
+    }
+    break;
+  case O_VERBOSE:
+    cli->log_level = RQ_LOG_DEBUG;
+    break;
+  case O_MAX_PARALLEL:
+    if (!parse_int(v, 1, 1024, &n)) {
+      usage_error("invalid --max-parallel '%s' (1 to 1024)", v);
+      return 2;
+    }
+    rqi_opts.max_parallel = (int)n;
+    break;
+  case O_CHECK_INTERVAL:
+    if (!parse_int(v, 1, 86400000, &n)) {
+      usage_error("invalid --check-interval '%s' (milliseconds)", v);
+      return 2;
+    }
+    rqi_opts.check_interval_ms = (double)n;
+    break;
+  case O_LOG_UTC:
+    cli->log_utc = true;
+    break;
+  case O_DAEMON:
+    cli->daemon = true;
+    break;
+  case O_LIST:
+    cli->list = true;
+    break;
+  case O_VERSION:
+    cli->version = true;
+    break;
+  case O_HELP:
+    cli->help = true;
+    break;
+  default:
+    /* Every unsupported option is rejected before it gets here. */
+    usage_error("--%s is not supported yet", o->name);
+    return 2;
+  }
+  return 0;
+}
+
+/* Parses argv into rqi_opts and cli.  Returns 0, or 2 after printing a
+ * usage message. */
+static int parse_args(int argc, char **argv, Cli *cli,
+                      const RqMissionDef *missions, size_t n_missions)
+{
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *eq;
+    const char *v = NULL;
+    const OptDef *o;
+    int rc;
+    if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
+      usage_error("unexpected argument '%s'", a);
+      return 2;
+    }
+    eq = strchr(a + 2, '=');
+    o = find_opt(a + 2, eq ? (size_t)(eq - a - 2) : strlen(a + 2));
+    if (!o) {
+      usage_error("unknown option '%s'", a);
+      return 2;
+    }
+    if (!o->supported) {
+      /* Never ignore an option whose feature does not exist yet. */
+      fprintf(stderr, PROG ": --%s is not supported yet\n", o->name);
+      return 2;
+    }
+    if (!o->arg) {
+      if (eq) {
+        usage_error("option --%s takes no value", o->name);
+        return 2;
+      }
+    } else if (eq) {
+      v = eq + 1;
+    } else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
+      v = argv[++i];
+    }
+    if (o->arg && (!v || !*v)) {
+      usage_error("option --%s needs a value (%s)", o->name, o->arg);
+      return 2;
+    }
+    rc = apply_opt(cli, o, v, missions, n_missions);
+    if (rc)
+      return rc;
+  }
+  if (rqi_opts.once && cli->daemon) {
+    usage_error("--once and --daemon exclude each other");
+    return 2;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------ env file */
+/* Parses one line of an env file in place and sets the variable unless it
+ * is already set (§10.1).  Returns 0, or -1 when the line is malformed. */
+static int env_line(char *s)
+{
+  char *key;
+  char *val;
+  char *w;
+  while (*s == ' ' || *s == '\t')
+    s++;
+  if (*s == '\0' || *s == '#')
+    return 0;
+  if (strncmp(s, "export", 6) == 0 && (s[6] == ' ' || s[6] == '\t')) {
+    s += 6;
+    while (*s == ' ' || *s == '\t')
+      s++;
+  }
+  key = s;
+  if (!(*s == '_' || (*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z')))
+    return -1;
+  while (*s == '_' || (*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
+         (*s >= '0' && *s <= '9'))
+    s++;
+  w = s;
+  while (*s == ' ' || *s == '\t')
+    s++;
+  if (*s != '=')
+    return -1;
+  *w = '\0';
+  s++;
+  while (*s == ' ' || *s == '\t')
+    s++;
+  val = s;
+  if (*s == '"' || *s == '\'') {
+    char q = *s++;
+    /* Unquote in place; in double quotes \n, \", \\ are escapes. */
+    w = val;
+    while (*s && *s != q) {
+      if (q == '"' && *s == '\\' && s[1]) {
+        s++;
+        *w++ = *s == 'n' ? '\n' : *s;
+        s++;
+      } else {
+        *w++ = *s++;
+      }
+    }
+    if (*s != q)
+      return -1;
+    s++;
+    *w = '\0';
+    while (*s == ' ' || *s == '\t')
+      s++;
+    if (*s && *s != '#')
+      return -1;
+  } else {
+    /* Unquoted: up to a " #" comment, trailing blanks dropped. */
+    for (w = s; *w; w++)
+      if (*w == '#' && w > val && (w[-1] == ' ' || w[-1] == '\t'))
+        break;
+    *w = '\0';
+    while (w > val && (w[-1] == ' ' || w[-1] == '\t'))
+      *--w = '\0';
+  }
+  setenv(key, val, 0);
+  return 0;
+}
+
+/* Loads path (--env FILE, or ./.env when given is false).  Returns 0, or
+ * 3 after printing why. */
+static int load_env_file(const char *path, bool given)
+{
+  RqBuf b = RQ_BUF_INIT(ENV_FILE_MAX);
+  char chunk[4096];
+  char *line;
+  int lineno = 0;
+  int rc = 0;
+  size_t n;
+  FILE *f = fopen(path, "re");
+  if (!f) {
+    if (!given && errno == ENOENT)
+      return 0;
+    fprintf(stderr, PROG ": cannot read env file %s: %s\n", path,
+            strerror(errno));
+    return 3;
+  }
+  for (;;) {
+    n = fread(chunk, 1, sizeof chunk, f);
+    if (n == 0)
+      break;
+    if (rq_buf_add(&b, chunk, n) != 0) {      /* b is freed on failure */
+      fprintf(stderr, PROG ": env file %s is too large\n", path);
+      fclose(f);
+      return 3;
+    }
+  }
+  if (ferror(f)) {
+    fprintf(stderr, PROG ": cannot read env file %s: %s\n", path,
+            strerror(errno));
+    fclose(f);
+    rq_buf_free(&b);
+    return 3;
+  }
+  fclose(f);
+  line = b.data;
+  while (line && *line) {
+    char *nl = strchr(line, '\n');
+    char *next = nl ? nl + 1 : NULL;
+    if (nl) {
+      *nl = '\0';
+      if (nl > line && nl[-1] == '\r')
+        nl[-1] = '\0';
+    }
+    lineno++;
+    if (env_line(line) != 0) {
+      fprintf(stderr, PROG ": %s:%d: invalid line (expected "
+              "[export ]KEY=VALUE)\n", path, lineno);
+      rc = 3;
+      break;
+    }
+    line = next;
+  }
+  rq_buf_free(&b);
+  return rc;
+}
+
+/* ----------------------------------------------------------- schedules */
+/* "every 15 minutes", "cron \"0 * * * *\"", "none" into out. */
+static void describe_schedule(const RqScheduleDef *s, char *out, size_t n)
+{
+  static const struct { double ms; const char *unit; } units[] = {
+    { 604800000, "week" }, { 86400000, "day" }, { 3600000, "hour" },
+    { 60000, "minute" }, { 1000, "second" }, { 1, "millisecond" },
+  };
+  switch (s->kind) {
+  case RQ_SCHED_EVERY:
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+      double c = s->every_ms / units[i].ms;
+      if (c >= 1 && c == floor(c)) {
+        snprintf(out, n, "every %.0f %s%s", c, units[i].unit,
+                 c == 1 ? "" : "s");
+        return;
+      }
+    }
+    snprintf(out, n, "every %g ms", s->every_ms);
+    return;
+  case RQ_SCHED_CRON:
+    snprintf(out, n, "cron \"%s\"", s->expr ? s->expr : "");
+    return;
+  case RQ_SCHED_AT:
+    snprintf(out, n, "at \"%s\"", s->expr ? s->expr : "");
+    return;
+  case RQ_SCHED_NONE:
+  default:
+    snprintf(out, n, "none");
+    return;
+  }
+}
+
+/* Formats the wall-clock time ms as "HH:MM:SS", or with its date when it
+ * is not today (§10.2), in local time or UTC like the log lines. */
+static void format_clock(double ms, bool utc, char *out, size_t n)
+{
+  time_t t = (time_t)(ms / 1000);
+  time_t now = time(NULL);
+  struct tm tm;
+  struct tm today;
+  if (utc) {
+    gmtime_r(&t, &tm);
+    gmtime_r(&now, &today);
+  } else {
+    localtime_r(&t, &tm);
+    localtime_r(&now, &today);
+  }
+  if (tm.tm_year == today.tm_year && tm.tm_yday == today.tm_yday)
+    strftime(out, n, "%H:%M:%S", &tm);
+  else
+    strftime(out, n, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+static bool is_selected(const Cli *cli, size_t i)
+{
+  return !cli->selected || cli->selected[i];
+}
+
+/* --list: one line per selected mission. */
+static void list_missions(const Cli *cli, const RqMissionDef *missions,
+                          size_t n_missions)
+{
+  int w = 7;
+  for (size_t i = 0; i < n_missions; i++)
+    if (is_selected(cli, i) && (int)strlen(missions[i].name) > w)
+      w = (int)strlen(missions[i].name);
+  printf("%-*s  %-24s  %s\n", w, "MISSION", "SCHEDULE", "NEXT RUN");
+  for (size_t i = 0; i < n_missions; i++) {
+    const RqMissionDef *m = &missions[i];
+    char sched[160];
+    const char *next;
+    if (!is_selected(cli, i))
+      continue;
+    describe_schedule(&m->schedule, sched, sizeof sched);
+    switch (m->schedule.kind) {
+    case RQ_SCHED_EVERY:
+      /* Without scheduler state, the first run is at daemon start. */
+      next = "at daemon start";
+      break;
+    case RQ_SCHED_NONE:
+      next = "only with --once";
+      break;
+    default:
+      next = "not supported yet";
+      break;
+    }
+    printf("%-*s  %-24s  %s\n", w, m->name, sched, next);
+  }
+}
+
+/* ------------------------------------------------------------- signals */
+static void wake(void)
+{
+  if (g_wake[1] >= 0) {
+    ssize_t r = write(g_wake[1], "x", 1);
+    (void)r;            /* a full pipe is already a pending wake-up */
+  }
+}
+
+/* SIGTERM/SIGINT: only sets the flag (§10.5); the second one exits. */
+static void on_stop(int sig)
+{
+  int saved = errno;
+  if (rqi_stop_requested) {
+    static const char msg[] = PROG ": second signal, exiting now\n";
+    ssize_t r = write(2, msg, sizeof msg - 1);
+    (void)r;
+    _exit(130);
+  }
+  rqi_stop_requested = 1;
+  wake();
+  errno = saved;
+}
+
+static void on_hup(int sig)
+{
+  int saved = errno;
+  g_hup = 1;
+  wake();
+  errno = saved;
+}
+
+static int install_signals(void)
+{
+  struct sigaction sa;
+  if (pipe2(g_wake, O_CLOEXEC | O_NONBLOCK) != 0)
+    return -1;
+  memset(&sa, 0, sizeof sa);
+  sigemptyset(&sa.sa_mask);
+  sa.sa_handler = on_stop;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  sa.sa_handler = on_hup;
+  sigaction(SIGHUP, &sa, NULL);
+  sa.sa_handler = SIG_IGN;
+  sigaction(SIGPIPE, &sa, NULL);
+  return 0;
+}
+
+static void check_hup(void)
+{
+  if (g_hup) {
+    g_hup = 0;
+    rq_log(RQ_LOG_WARN, NULL, "SIGHUP: reloading --auth/--env is not "
+           "supported yet; keeping the current configuration");
+  }
+}
+
+/* Waits up to ms milliseconds or until a signal handler writes the pipe. */
+static void wait_ms(double ms)
+{
+  struct pollfd p = { g_wake[0], POLLIN, 0 };
+  char buf[64];
+  int timeout = ms < 1 ? 1 : ms > 86400000 ? 86400000 : (int)ceil(ms);
+  if (poll(&p, 1, timeout) > 0)
+    while (read(g_wake[0], buf, sizeof buf) > 0)
+      ;
+}
+
+/* --------------------------------------------------------------- modes */
+/* --once: each selected mission, sequentially.  Returns the exit code. */
+static int run_once(const Cli *cli, const char *const *files,
+                    const RqMissionDef *missions, size_t n_missions)
+{
+  int code = 0;
+  for (size_t i = 0; i < n_missions; i++) {
+    RqRunResult res;
+    if (!is_selected(cli, i))
+      continue;
+    check_hup();
+    if (rqi_stop_requested) {
+      code = 1;                 /* a mission was left out */
+      break;
+    }
+    memset(&res, 0, sizeof res);
+    /* --output is written at the end of the run (rqi_store_run_end). */
+    if (rqi_exec_run(&missions[i], files, "once", &res) != 0)
+      code = 1;
+  }
+  return code;
+}
+
+typedef struct {
+  const RqMissionDef *m;
+  double next;              /* monotonic ms of the next run */
+} Job;
+
+static void log_next(const Job *j, bool utc)
+{
+  RqLogCtx ctx = { j->m->name, NULL, NULL, NULL };
+  char when[40];
+  format_clock(rq_now_ms() + (j->next - rq_mono_ms()), utc, when,
+               sizeof when);
+  rq_log(RQ_LOG_INFO, &ctx, "%s: Next run at %s", j->m->name, when);
+}
+
+/* The scheduler loop for `every` missions (§9.1).  Returns 0. */
+static int run_daemon(const Cli *cli, const char *const *files, Job *jobs,
+                      size_t n_jobs)
+{
+  rq_log(RQ_LOG_INFO, NULL, "Starting Reqon daemon");
+  rq_log(RQ_LOG_INFO, NULL, "Loaded %zu missions", n_jobs);
+  for (size_t i = 0; i < n_jobs; i++) {
+    jobs[i].next = rq_mono_ms();      /* the first run is at start */
+    log_next(&jobs[i], cli->log_utc);
+  }
+  while (!rqi_stop_requested) {
+    double now = rq_mono_ms();
+    size_t due = 0;
+    check_hup();
+    for (size_t i = 1; i < n_jobs; i++)
+      if (jobs[i].next < jobs[due].next)
+        due = i;
+    if (jobs[due].next <= now) {
+      RqRunResult res;
+      double start = now;
+      double after;
+      memset(&res, 0, sizeof res);
+      /* A failed run is logged by exec.c and never stops the daemon. */
+      rqi_exec_run(jobs[due].m, files, "schedule", &res);
+      if (rqi_stop_requested)
+        break;
+      after = rq_mono_ms();
+      jobs[due].next = start + jobs[due].m->schedule.every_ms;
+      if (jobs[due].next < after)
+        jobs[due].next = after;       /* overdue: once, now; no replay */
+      log_next(&jobs[due], cli->log_utc);
+      continue;
+    }
+    wait_ms(fmin(jobs[due].next - now, rqi_opts.check_interval_ms));
+  }
+  rq_log(RQ_LOG_INFO, NULL, "Shutting down");
+  return 0;
+}
+
+/* ---------------------------------------------------------------- main */
+/* Fills rqi_opts and the logger from the environment where the command
+ * line left gaps (the command line wins, §10.1). */
+static void apply_env(Cli *cli)
+{
+  const char *level = getenv("REQON_LOG_LEVEL");
+  const char *format = getenv("REQON_LOG_FORMAT");
+  const char *dir = getenv("REQON_DATA_DIR");
+  if (cli->log_level < 0 && level && *level) {
+    cli->log_level = parse_level(level);
+    if (cli->log_level < 0)
+      fprintf(stderr, PROG ": ignoring REQON_LOG_LEVEL=%s (debug, info, "
+              "warn, error)\n", level);
+  }
+  if (cli->log_format < 0 && format && *format) {
+    cli->log_format = parse_format(format);
+    if (cli->log_format < 0)
+      fprintf(stderr, PROG ": ignoring REQON_LOG_FORMAT=%s (text, json)\n",
+              format);
+  }
+  if (cli->data_dir)
+    rqi_opts.data_dir = cli->data_dir;
+  else if (dir && *dir)
+    rqi_opts.data_dir = dir;
+}
+
+int rq_daemon_main(int argc, char **argv, const char *const *files,
+                   size_t n_files, const RqMissionDef *missions,
+                   size_t n_missions)
+{
+  Cli cli = { .log_level = -1, .log_format = -1 };
+  Job *jobs = NULL;
+  size_t n_jobs = 0;
+  bool http_up = false;
+  bool auth_up = false;
+  bool locked = false;
+  int code;
+
+  code = parse_args(argc, argv, &cli, missions, n_missions);
+  if (code)
+    goto out_early;
+  if (cli.help) {
+    print_help(missions, n_missions);
+    goto out_early;
+  }
+  if (cli.version) {
+    printf(PROG " (reqon %s, ABI %d)\n", RQ_VERSION, RQ_ABI_VERSION);
+    goto out_early;
+  }
+  code = load_env_file(rqi_opts.env_file ? rqi_opts.env_file : ".env",
+                       rqi_opts.env_file != NULL);
+  if (code)
+    goto out_early;
+  apply_env(&cli);
+  rqi_log_configure(cli.log_level < 0 ? RQ_LOG_INFO : cli.log_level,
+                    cli.log_format == 1, cli.log_utc);
+  rqi_util_init();
+
+  if (cli.list) {
+    /* Read-only: works while a daemon holds the data directory. */
+    list_missions(&cli, missions, n_missions);
+    goto out;
+  }
+  if (!rqi_opts.once) {
+    jobs = rq_calloc(n_missions + 1, sizeof *jobs);
+    for (size_t i = 0; i < n_missions; i++) {
+      RqLogCtx ctx = { missions[i].name, NULL, NULL, NULL };
+      if (!is_selected(&cli, i))
+        continue;
+      if (missions[i].schedule.kind == RQ_SCHED_EVERY)
+        jobs[n_jobs++].m = &missions[i];
+      else if (missions[i].schedule.kind != RQ_SCHED_NONE)
+        rq_log(RQ_LOG_WARN, &ctx, "%s: only `every` schedules are "
+               "supported yet; not scheduled", missions[i].name);
+    }
+    if (n_jobs == 0) {
+      fprintf(stderr, PROG ": no scheduled missions; use --once\n");
+      code = 2;
+      goto out;
+    }
+    if (rqi_opts.output_dir)
+      rq_log(RQ_LOG_WARN, NULL, "--output applies to --once only; "
+             "ignored in daemon mode");
+  }
+
+  if (rqi_http_global_init() != 0) {
+    rq_log(RQ_LOG_ERROR, NULL, "cannot initialise the HTTP library");
+    code = 4;
+    goto out;
+  }
+  http_up = true;
+  auth_up = true;       /* rqi_auth_free is safe after a failed load */
+  if (rqi_auth_load(rqi_opts.auth_file) != 0) {
+    code = 3;
+    goto out;
+  }
+  code = rqi_state_lock(rqi_opts.data_dir);
+  if (code)
+    goto out;
+  locked = true;
+  for (size_t i = 0; i < n_missions; i++)
+    if (is_selected(&cli, i) &&
+        (rqi_opts.once || missions[i].schedule.kind == RQ_SCHED_EVERY))
+      rqi_auth_check_mission(&missions[i]);
+  if (install_signals() != 0) {
+    rq_log(RQ_LOG_ERROR, NULL, "cannot create the wake-up pipe: %s",
+           strerror(errno));
+    code = 4;
+    goto out;
+  }
+
+  if (rqi_opts.once)
+    code = run_once(&cli, files, missions, n_missions);
+  else
+    code = run_daemon(&cli, files, jobs, n_jobs);
+
+out:
+  /* Clean shutdown frees everything, so LeakSanitizer stays quiet. */
+  rqi_store_shutdown();
+  rqi_state_shutdown();
+  if (locked)
+    rqi_state_unlock();
+  if (auth_up)
+    rqi_auth_free();
+  if (http_up)
+    rqi_http_global_cleanup();
+  rqi_log_shutdown();
+  rq_free(jobs);
+  if (g_wake[0] >= 0) {
+    int r = g_wake[0];
+    int w = g_wake[1];
+    g_wake[1] = -1;             /* a late signal must not write to it */
+    g_wake[0] = -1;
+    close(r);
+    close(w);
+  }
+out_early:
+  rq_free(cli.selected);
+  fflush(stdout);
+  return code;
+}
