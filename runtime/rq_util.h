@@ -9,6 +9,7 @@
 void *rq_malloc(size_t n);          /* never NULL: logs and aborts on OOM */
 void *rq_calloc(size_t n, size_t sz);
 void *rq_realloc(void *p, size_t n);
+void rq_free(void *p);              /* free(); the pair of rq_malloc */
 char *rq_strdup(const char *s);
 char *rq_strndup(const char *s, size_t n);
 char *rq_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -29,11 +30,25 @@ void rq_buf_free(RqBuf *b);
 
 double rq_now_ms(void);             /* wall clock, ms since the epoch */
 double rq_mono_ms(void);            /* monotonic clock, ms */
-/* Formats ms since the epoch as 2025-03-04T05:06:07.089Z (out >= 32). */
+/* Formats ms since the epoch as 2025-03-04T05:06:07.089Z (out >= 32),
+ * truncating to the millisecond.  Writes "" when ms is not finite or
+ * beyond +-8.64e15 (the range of JavaScript dates). */
 void rq_iso_time(double ms, char *out);
-/* Parses RFC 3339 / ISO-8601 (with or without time, Z or offset) and
- * HTTP-dates.  Returns true and sets *ms on success. */
+/* Parses RFC 3339 / ISO-8601 (with or without time, Z or offset; a time
+ * without an offset is UTC) and HTTP IMF-fixdates ("Sun, 06 Nov 1994
+ * 08:49:37 GMT").  Returns true and sets *ms on success. */
 bool rq_parse_time(const char *s, double *ms);
+
+/* ISO-8601 parse of the n bytes at s.  Strict: RFC 3339 date-time
+ * (seconds and Z or +hh:mm required).  Lenient: seconds optional, no
+ * offset = UTC, offsets +hh:mm, +hhmm or +hh.  A bare YYYY-MM-DD is
+ * accepted in both modes (the `date` type of §4.12 uses strict). */
+bool rqi_util_parse_iso(const char *s, size_t n, bool strict, double *ms);
+
+/* Installs rq_malloc/rq_free into jansson.  Call once at startup, before
+ * any json_t is created (a value must be freed by the allocator that
+ * made it). */
+void rqi_util_init(void);
 
 /* Writes data to path atomically: path.tmp, fsync, rename, fsync dir.
  * Creates parent directories.  Returns 0 or -1 with errno set. */
