@@ -28,7 +28,9 @@ void rqi_log_write(int level, const RqLogCtx *ctx, const char *fmt, ...)
  * printed; copies it. Values shorter than 4 bytes are ignored. */
 void rqi_log_add_secret(const char *value);
 /* Returns a malloc'd copy of s with every registered secret replaced by
- * ***, and URL userinfo removed. */
+ * ***, URL userinfo removed, and the values of credential-named JSON
+ * fields ("token", "password", "secret", ...) and of Authorization
+ * headers replaced by ***.  rqi_log_write applies the same to every line. */
 char *rqi_log_redact(const char *s);
 void rqi_log_shutdown(void);         /* frees the secret list */
 

@@ -1,0 +1,422 @@
+/* log.c -- the levelled logger of SPEC §10.2.
+ *
+ * Every line is formatted completely in memory, passed through secret
+ * redaction and written to stderr with ONE write(2) under a mutex, so
+ * lines of concurrent actions never interleave.  Two formats:
+ *
+ *   text  [2025-03-04 09:00:00] [INFO] SyncOrders: Starting run
+ *   json  {"timestamp":"2025-03-04T09:00:00Z","level":"info",
+ *          "message":"Starting run","mission":"SyncOrders"}
+ *
+ * Redaction (SPEC §10.2: credentials are never logged): URL userinfo is
+ * removed, string values of JSON fields named like token/password/secret
+ * and Authorization header values become ***, and so does every value
+ * registered with rqi_log_add_secret.
+ *
+ * Callers write the text form of a message ("M: ..." or "M/A: ...");
+ * in JSON format a leading "<mission>: " or "<mission>/<action>: " is
+ * dropped from "message" because those values have their own keys.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+#include <jansson.h>
+#include "rq_internal.h"
+
+#define LINE_MAX_BYTES (64 * 1024)  /* longer messages are cut */
+#define MIN_SECRET_LEN 4
+
+int rqi_log_level = RQ_LOG_INFO;
+static int log_json;
+static int log_utc;
+
+/* Guards the secret list and serialises writes. */
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static char **secrets;
+static size_t n_secrets;
+static size_t cap_secrets;
+
+static const char *const level_upper[] = { "DEBUG", "INFO", "WARN", "ERROR" };
+static const char *const level_lower[] = { "debug", "info", "warn", "error" };
+
+void rqi_log_configure(int level, int json_format, int utc)
+{
+  if(level < RQ_LOG_DEBUG)
+    level = RQ_LOG_DEBUG;
+  if(level > RQ_LOG_ERROR)
+    level = RQ_LOG_ERROR;
+  rqi_log_level = level;
+  log_json = json_format;
+  log_utc = utc;
+}
+
+void rqi_log_add_secret(const char *value)
+{
+  size_t i;
+
+  if(!value || strlen(value) < MIN_SECRET_LEN)
+    return;
+  pthread_mutex_lock(&log_mu);
+  for(i = 0; i < n_secrets; i++) {
+    if(!strcmp(secrets[i], value)) {
+      pthread_mutex_unlock(&log_mu);
+      return;
+    }
+  }
+  if(n_secrets == cap_secrets) {
+    cap_secrets = cap_secrets ? cap_secrets * 2 : 8;
+    secrets = rq_realloc(secrets, cap_secrets * sizeof(*secrets));
+  }
+  secrets[n_secrets++] = rq_strdup(value);
+  pthread_mutex_unlock(&log_mu);
+}
+
+void rqi_log_shutdown(void)
+{
+  size_t i;
+
+  pthread_mutex_lock(&log_mu);
+  for(i = 0; i < n_secrets; i++)
+    rq_free(secrets[i]);
+  rq_free(secrets);
+  secrets = NULL;
+  n_secrets = 0;
+  cap_secrets = 0;
+  pthread_mutex_unlock(&log_mu);
+}
+
+/* A growable string local to this file (RqBuf would free itself on
+ * overflow; here the input is already bounded). */
+typedef struct {
+  char *p;
+  size_t len;
+  size_t cap;
+} Str;
+
+static void str_add(Str *s, const char *p, size_t n)
+{
+  if(s->len + n + 1 > s->cap) {
+    size_t cap = s->cap ? s->cap : 64;
+    while(cap < s->len + n + 1)
+      cap *= 2;
+    s->p = rq_realloc(s->p, cap);
+    s->cap = cap;
+  }
+  memcpy(s->p + s->len, p, n);
+  s->len += n;
+  s->p[s->len] = '\0';
+}
+
+/* Characters that end the authority part of a URL. */
+static bool ends_authority(char c)
+{
+  return c == '\0' || c == '/' || c == '?' || c == '#' || c == ' ' ||
+         c == '"' || c == '\'' || c == '\n' || c == '\t' || c == '>' ||
+         c == '<' || c == ',';
+}
+
+/* Removes "user:pass@" after every "://". Returns malloc'd text. */
+static char *strip_userinfo(const char *s)
+{
+  Str out = { NULL, 0, 0 };
+  const char *p = s;
+
+  str_add(&out, "", 0);
+  for(;;) {
+    const char *sep = strstr(p, "://");
+    const char *q;
+    const char *at = NULL;
+
+    if(!sep) {
+      str_add(&out, p, strlen(p));
+      break;
+    }
+    sep += 3;
+    str_add(&out, p, (size_t)(sep - p));
+    for(q = sep; !ends_authority(*q); q++) {
+      if(*q == '@')
+        at = q;
+    }
+    p = at ? at + 1 : sep;
+  }
+  return out.p;
+}
+
+/* Does the JSON key k (n bytes) name a credential? */
+static bool is_secret_key(const char *k, size_t n)
+{
+  static const char *const words[] = { "token", "password", "secret",
+                                       "authorization", "apikey",
+                                       "api_key", "api-key" };
+  size_t i;
+  size_t j;
+
+  for(i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+    size_t wl = strlen(words[i]);
+    for(j = 0; j + wl <= n; j++) {
+      if(!strncasecmp(k + j, words[i], wl))
+        return true;
+    }
+  }
+  return false;
+}
+
+/* Replaces credential values in text: the string value of a JSON field
+ * whose name contains token/password/secret/... ("password":"x" becomes
+ * "password":"***"), and the value of an "Authorization:" header.
+ * Returns malloc'd text. */
+static char *redact_fields(const char *s)
+{
+  Str out = { NULL, 0, 0 };
+  const char *p = s;
+
+  str_add(&out, "", 0);
+  while(*p) {
+    if(*p == '"') {
+      const char *k = p + 1;
+      const char *ke = strchr(k, '"');
+      const char *v;
+      if(ke && is_secret_key(k, (size_t)(ke - k))) {
+        v = ke + 1;
+        while(*v == ' ')
+          v++;
+        if(*v == ':') {
+          v++;
+          while(*v == ' ')
+            v++;
+          if(*v == '"') {
+            const char *e = v + 1;
+            while(*e && *e != '"') {
+              if(*e == '\\' && e[1])
+                e++;
+              e++;
+            }
+            str_add(&out, p, (size_t)(v + 1 - p));
+            str_add(&out, "***", 3);
+            p = e;     /* the closing quote (or the end) is copied next */
+            continue;
+          }
+        }
+      }
+    }
+    if(!strncasecmp(p, "authorization:", 14)) {
+      const char *e = p + 14;
+      str_add(&out, p, 14);
+      str_add(&out, " ***", 4);
+      while(*e && *e != '\n' && *e != '"' && *e != ',')
+        e++;
+      p = e;
+      continue;
+    }
+    str_add(&out, p, 1);
+    p++;
+  }
+  return out.p;
+}
+
+/* Replaces every occurrence of each registered secret with ***.  Called
+ * with log_mu held. Returns malloc'd text. */
+static char *replace_secrets(const char *s)
+{
+  char *cur = rq_strdup(s);
+  size_t i;
+
+  for(i = 0; i < n_secrets; i++) {
+    const char *sec = secrets[i];
+    size_t sl = strlen(sec);
+    const char *p = cur;
+    const char *hit;
+    Str out = { NULL, 0, 0 };
+
+    if(!strstr(cur, sec))
+      continue;
+    str_add(&out, "", 0);
+    while((hit = strstr(p, sec)) != NULL) {
+      str_add(&out, p, (size_t)(hit - p));
+      str_add(&out, "***", 3);
+      p = hit + sl;
+    }
+    str_add(&out, p, strlen(p));
+    rq_free(cur);
+    cur = out.p;
+  }
+  return cur;
+}
+
+char *rqi_log_redact(const char *s)
+{
+  char *tmp;
+  char *out;
+
+  if(!s)
+    return rq_strdup("");
+  tmp = strip_userinfo(s);
+  out = redact_fields(tmp);
+  rq_free(tmp);
+  pthread_mutex_lock(&log_mu);
+  tmp = replace_secrets(out);
+  pthread_mutex_unlock(&log_mu);
+  rq_free(out);
+  return tmp;
+}
+
+/* Formats the message into malloc'd text, at most LINE_MAX_BYTES. */
+static char *format_message(const char *fmt, va_list ap)
+{
+  char small[1024];
+  va_list ap2;
+  int n;
+  char *big;
+  size_t len;
+
+  va_copy(ap2, ap);
+  n = vsnprintf(small, sizeof(small), fmt, ap2);
+  va_end(ap2);
+  if(n < 0)
+    return rq_strdup("(unformattable log message)");
+  if((size_t)n < sizeof(small))
+    return rq_strdup(small);
+  len = (size_t)n < LINE_MAX_BYTES ? (size_t)n : LINE_MAX_BYTES;
+  big = rq_malloc(len + 1);
+  vsnprintf(big, len + 1, fmt, ap);
+  return big;
+}
+
+/* Writes all of buf to fd 2, retrying short writes and EINTR. */
+static void write_all(const char *buf, size_t n)
+{
+  while(n > 0) {
+    ssize_t w = write(STDERR_FILENO, buf, n);
+    if(w < 0) {
+      if(errno == EINTR)
+        continue;
+      return;
+    }
+    buf += w;
+    n -= (size_t)w;
+  }
+}
+
+/* In JSON format, drops "mission: " or "mission/action: " in front of
+ * msg when the context carries the mission. Returns a pointer into msg. */
+static const char *strip_ctx_prefix(const char *msg, const RqLogCtx *ctx)
+{
+  size_t ml;
+  const char *p;
+
+  if(!ctx || !ctx->mission)
+    return msg;
+  ml = strlen(ctx->mission);
+  if(strncmp(msg, ctx->mission, ml) != 0)
+    return msg;
+  p = msg + ml;
+  if(*p == '/' && ctx->action) {
+    size_t al = strlen(ctx->action);
+    if(strncmp(p + 1, ctx->action, al) != 0)
+      return msg;
+    p += 1 + al;
+  }
+  if(p[0] == ':' && p[1] == ' ')
+    return p + 2;
+  return msg;
+}
+
+static char *json_line(int level, const RqLogCtx *ctx, const char *msg,
+                       time_t now)
+{
+  struct tm tm;
+  char ts[40];
+  json_t *o = json_object();
+  char *dump;
+  char *line;
+  size_t n;
+  const char *body = strip_ctx_prefix(msg, ctx);
+
+  gmtime_r(&now, &tm);
+  strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  json_object_set_new(o, "timestamp", json_string(ts));
+  json_object_set_new(o, "level", json_string(level_lower[level]));
+  /* _nocheck: the message may hold bytes that are not UTF-8 (server
+   * text); jansson then writes them through unchanged. */
+  json_object_set_new(o, "message", json_string_nocheck(body));
+  if(ctx && ctx->mission)
+    json_object_set_new(o, "mission", json_string_nocheck(ctx->mission));
+  if(ctx && ctx->execution)
+    json_object_set_new(o, "execution",
+                        json_string_nocheck(ctx->execution));
+  if(ctx && ctx->action)
+    json_object_set_new(o, "action", json_string_nocheck(ctx->action));
+  if(ctx && ctx->at)
+    json_object_set_new(o, "at", json_string_nocheck(ctx->at));
+  dump = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(o);
+  if(!dump)
+    return rq_strdup("{\"level\":\"error\",\"message\":\"log failure\"}\n");
+  n = strlen(dump);
+  line = rq_malloc(n + 2);
+  memcpy(line, dump, n);
+  line[n] = '\n';
+  line[n + 1] = '\0';
+  rq_free(dump);
+  return line;
+}
+
+static char *text_line(int level, const char *msg, time_t now)
+{
+  struct tm tm;
+  char ts[40];
+  char *line;
+  size_t n;
+  int k;
+
+  if(log_utc)
+    gmtime_r(&now, &tm);
+  else
+    localtime_r(&now, &tm);
+  strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm);
+  n = strlen(ts) + strlen(msg) + 32;
+  line = rq_malloc(n);
+  k = snprintf(line, n, "[%s] [%s] %s\n", ts, level_upper[level], msg);
+  (void)k;
+  return line;
+}
+
+void rqi_log_write(int level, const RqLogCtx *ctx, const char *fmt, ...)
+{
+  va_list ap;
+  char *raw;
+  char *msg;
+  char *line;
+  time_t now = time(NULL);
+
+  if(level < RQ_LOG_DEBUG)
+    level = RQ_LOG_DEBUG;
+  if(level > RQ_LOG_ERROR)
+    level = RQ_LOG_ERROR;
+  if(level < rqi_log_level)
+    return;
+  va_start(ap, fmt);
+  raw = format_message(fmt, ap);
+  va_end(ap);
+  /* Credential fields are redacted before a JSON line escapes quotes. */
+  msg = redact_fields(raw);
+  rq_free(raw);
+  line = log_json ? json_line(level, ctx, msg, now)
+                  : text_line(level, msg, now);
+  rq_free(msg);
+  /* Redact the finished line so context values are covered too. */
+  msg = strip_userinfo(line);
+  rq_free(line);
+  pthread_mutex_lock(&log_mu);
+  line = replace_secrets(msg);
+  write_all(line, strlen(line));
+  pthread_mutex_unlock(&log_mu);
+  rq_free(msg);
+  rq_free(line);
+}

@@ -1,0 +1,183 @@
+/* test_log.c -- unit tests of runtime/log.c: secret redaction (registered
+ * values, URL userinfo, credential fields, Authorization headers), the
+ * text and JSON line formats, level filtering, and whole lines under
+ * concurrent writers.  stderr is redirected to a temporary file. */
+#include "reqon.h"
+#include "rq_util.h"
+#include "rq_log.h"
+#include "check.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <unistd.h>
+
+static char capture_path[] = "/tmp/reqon_test_log_XXXXXX";
+static int saved_fd = -1;
+static int cap_fd = -1;
+
+static void capture_start(void)
+{
+  fflush(stderr);
+  cap_fd = mkstemp(capture_path);
+  saved_fd = dup(STDERR_FILENO);
+  dup2(cap_fd, STDERR_FILENO);
+}
+
+/* Restores stderr and returns what was written (malloc'd). */
+static char *capture_end(void)
+{
+  long n;
+  char *text;
+  FILE *f;
+
+  dup2(saved_fd, STDERR_FILENO);
+  close(saved_fd);
+  f = fdopen(cap_fd, "r");
+  fseek(f, 0, SEEK_END);
+  n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  text = rq_malloc((size_t)n + 1);
+  n = (long)fread(text, 1, (size_t)n, f);
+  text[n] = '\0';
+  fclose(f);
+  unlink(capture_path);
+  memcpy(capture_path, "/tmp/reqon_test_log_XXXXXX",
+         sizeof(capture_path));
+  return text;
+}
+
+static void test_redact(void)
+{
+  rqi_log_add_secret("s3cr3t-value");
+  rqi_log_add_secret("abc");          /* too short: ignored */
+  CHECK_STRFREE(rqi_log_redact("token s3cr3t-value and s3cr3t-value!"),
+                "token *** and ***!");
+  CHECK_STRFREE(rqi_log_redact("abc stays"), "abc stays");
+  CHECK_STRFREE(rqi_log_redact("GET https://bob:pw@api.x.com/a?b=1"),
+                "GET https://api.x.com/a?b=1");
+  CHECK_STRFREE(rqi_log_redact("http://h/a@b"), "http://h/a@b");
+  CHECK_STRFREE(rqi_log_redact("no url here"), "no url here");
+  CHECK_STRFREE(rqi_log_redact("{\"id\":1,\"password\":\"hunter2\"}"),
+                "{\"id\":1,\"password\":\"***\"}");
+  CHECK_STRFREE(rqi_log_redact("{\"access_token\": \"a\\\"b\", \"x\":2}"),
+                "{\"access_token\": \"***\", \"x\":2}");
+  CHECK_STRFREE(rqi_log_redact("{\"tokens\":3}"), "{\"tokens\":3}");
+  CHECK_STRFREE(rqi_log_redact("Authorization: Bearer xyz"),
+                "Authorization: ***");
+  CHECK_STRFREE(rqi_log_redact(NULL), "");
+}
+
+static void test_text_format(void)
+{
+  char *out;
+
+  rqi_log_configure(RQ_LOG_INFO, 0, 1);
+  capture_start();
+  rq_log(RQ_LOG_INFO, NULL, "M: Starting run %d", 7);
+  rq_log(RQ_LOG_DEBUG, NULL, "dropped");
+  rq_log(RQ_LOG_ERROR, NULL, "key s3cr3t-value");
+  out = capture_end();
+  /* [YYYY-MM-DD HH:MM:SS] [INFO] ... */
+  CHECK(strlen(out) > 22 && out[0] == '[' && out[5] == '-' &&
+        out[11] == ' ' && out[20] == ']');
+  CHECK(strstr(out, "] [INFO] M: Starting run 7\n") != NULL);
+  CHECK(strstr(out, "dropped") == NULL);
+  CHECK(strstr(out, "] [ERROR] key ***\n") != NULL);
+  rq_free(out);
+}
+
+static void test_json_format(void)
+{
+  RqLogCtx ctx = { "M", "exec_1_abc", "Fetch", "m.reqon:3:5" };
+  json_error_t err;
+  json_t *o;
+  const char *key;
+  json_t *v;
+  const char *order[8];
+  size_t n = 0;
+  char *out;
+  char *nl;
+
+  rqi_log_configure(RQ_LOG_DEBUG, 1, 0);
+  capture_start();
+  rq_log(RQ_LOG_WARN, &ctx, "M/Fetch: store S: \"password\":\"pw\"");
+  out = capture_end();
+  nl = strchr(out, '\n');
+  CHECK(nl != NULL && nl[1] == '\0');
+  o = json_loads(out, JSON_DISABLE_EOF_CHECK, &err);
+  CHECK(o != NULL);
+  if(o) {
+    json_object_foreach(o, key, v) {
+      if(n < 8)
+        order[n++] = key;
+    }
+    CHECK(n == 7);
+    if(n == 7) {
+      CHECK_STREQ(order[0], "timestamp");
+      CHECK_STREQ(order[1], "level");
+      CHECK_STREQ(order[2], "message");
+      CHECK_STREQ(order[3], "mission");
+      CHECK_STREQ(order[4], "execution");
+      CHECK_STREQ(order[5], "action");
+      CHECK_STREQ(order[6], "at");
+    }
+    CHECK_STREQ(json_string_value(json_object_get(o, "level")), "warn");
+    /* the "M/Fetch: " prefix is dropped: mission and action have keys */
+    CHECK_STREQ(json_string_value(json_object_get(o, "message")),
+                "store S: \"password\":\"***\"");
+    CHECK(strlen(json_string_value(json_object_get(o, "timestamp"))) ==
+          20);
+    json_decref(o);
+  }
+  rq_free(out);
+}
+
+static void *writer(void *arg)
+{
+  int i;
+
+  for(i = 0; i < 200; i++)
+    rq_log(RQ_LOG_INFO, NULL, "thread %d line %d %s", *(int *)arg, i,
+           "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+  return NULL;
+}
+
+static void test_concurrent(void)
+{
+  pthread_t t[4];
+  int ids[4] = { 0, 1, 2, 3 };
+  char *out;
+  char *line;
+  char *save = NULL;
+  int lines = 0;
+  int good = 0;
+  int i;
+
+  rqi_log_configure(RQ_LOG_INFO, 0, 0);
+  capture_start();
+  for(i = 0; i < 4; i++)
+    pthread_create(&t[i], NULL, writer, &ids[i]);
+  for(i = 0; i < 4; i++)
+    pthread_join(t[i], NULL);
+  out = capture_end();
+  for(line = strtok_r(out, "\n", &save); line;
+      line = strtok_r(NULL, "\n", &save)) {
+    lines++;
+    good += line[0] == '[' && strstr(line, "] [INFO] thread ") != NULL &&
+            strlen(line) > 61 && line[strlen(line) - 1] == 'x';
+  }
+  CHECK(lines == 800);
+  CHECK(good == 800);
+  rq_free(out);
+}
+
+int main(void)
+{
+  rqi_util_init();
+  test_redact();
+  test_text_format();
+  test_json_format();
+  test_concurrent();
+  rqi_log_shutdown();
+  return check_report();
+}
