@@ -131,3 +131,9 @@ uninstall:
 
 clean:
 	rm -rf $(BUILD)
+
+# ---- demo: start a local demo API, compile missions/ into ./syncd and run
+# it once, offline and without credentials (missions/README.md)
+.PHONY: demo
+demo: all $(BUILD)/fakeapi
+	$(V)BUILD=$(BUILD) sh missions/demo/run-demo.sh

@@ -75,6 +75,9 @@ static void str_add(Str *s, const char *p, size_t n)
   s->data[s->len] = '\0';
 }
 
+/* Appends a string literal (its length is known at compile time). */
+#define STR_LIT(s, lit) str_add((s), (lit), sizeof(lit) - 1)
+
 static void str_printf(Str *s, const char *fmt, ...)
   __attribute__((format(printf, 2, 3)));
 static void str_printf(Str *s, const char *fmt, ...)
@@ -101,7 +104,7 @@ static void emit_bug(const char *what)
  * never join the escape), and splits long literals across lines. */
 static void emit_cstring(Str *s, const char *p, size_t n)
 {
-  str_add(s, "\"", 1);
+  STR_LIT(s, "\"");
   size_t col = 0;
   for(size_t i = 0; i < n; i++) {
     unsigned char ch = (unsigned char)p[i];
@@ -112,7 +115,7 @@ static void emit_cstring(Str *s, const char *p, size_t n)
       str_add(s, tmp, 2);
       col += 2;
     } else if(ch == '\n') {
-      str_add(s, "\\n", 2);
+      STR_LIT(s, "\\n");
       col += 2;
     } else if(ch < 0x20 || ch >= 0x7f) {
       snprintf(tmp, sizeof tmp, "\\%03o", ch);
@@ -124,17 +127,17 @@ static void emit_cstring(Str *s, const char *p, size_t n)
       col++;
     }
     if(col >= 60 && i + 1 < n) {
-      str_add(s, "\"\n    \"", 7);
+      STR_LIT(s, "\"\n    \"");
       col = 0;
     }
   }
-  str_add(s, "\"", 1);
+  STR_LIT(s, "\"");
 }
 
 static void emit_cstr0(Str *s, const char *p)
 {
   if(!p)
-    str_add(s, "NULL", 4);
+    STR_LIT(s, "NULL");
   else
     emit_cstring(s, p, strlen(p));
 }
@@ -144,7 +147,7 @@ static void emit_cstr0(Str *s, const char *p)
 static void mangle(Str *s, const char *name)
 {
   if(name[0] >= '0' && name[0] <= '9')
-    str_add(s, "X", 1);
+    STR_LIT(s, "X");
   for(const char *p = name; *p; p++) {
     unsigned char ch = (unsigned char)*p;
     if((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
@@ -190,10 +193,10 @@ static void emit_comment_text(Str *s, const char *text)
 {
   for(const char *p = text; *p; p++) {
     if(p[0] == '*' && p[1] == '/') {
-      str_add(s, "*_", 2);
+      STR_LIT(s, "*_");
       p++;
     } else if((unsigned char)*p < 0x20) {
-      str_add(s, "?", 1);
+      STR_LIT(s, "?");
     } else {
       str_add(s, p, 1);
     }
@@ -228,7 +231,7 @@ static void fn_line(Emit *e, Fn *f, Loc loc)
   f->cur_line = line;
   str_printf(&f->body, "#line %d ", line);
   emit_cstr0(&f->body, e->c->files[loc.file].path);
-  str_add(&f->body, "\n", 1);
+  STR_LIT(&f->body, "\n");
 }
 
 static int temp(Fn *f)
@@ -717,7 +720,7 @@ static void emit_quote(Emit *e, Str *s, const Node *n)
     str_add(s, &ch, 1);
   }
   if(len > 70)
-    str_add(s, "...", 3);
+    STR_LIT(s, "...");
 }
 
 /* Generates a whole RqExprFn for expression n; returns its name. The path
@@ -735,7 +738,7 @@ static const char *gen_function_ex(Emit *e, const Node *n, const char *what,
   Str *s = &e->funcs;
   str_printf(s, "/* %s at ", what);
   emit_where(e, s, n->loc);
-  str_add(s, ": ", 2);
+  STR_LIT(s, ": ");
   emit_quote(e, s, n);
   str_printf(s, " */\nstatic int %s(const RqEnv *env, json_t **out)\n{\n",
              name);
@@ -743,7 +746,7 @@ static const char *gen_function_ex(Emit *e, const Node *n, const char *what,
              f.n_temps);
   str_add(s, f.body.data, f.body.len);
   if(!e->opt->no_line && f.cur_line >= 0)
-    str_add(s, "#line @C@\n", 10);  /* resolved in emit_program */
+    STR_LIT(s, "#line @C@\n");  /* resolved in emit_program */
   str_printf(s, "  *out = t[%d];\n  t[%d] = NULL;\n", r, r);
   str_printf(s, "%s  rq_release(t, %d);\n  return rc;\n}\n\n",
              f.uses_done ? "done:\n" : "", f.n_temps);
@@ -789,11 +792,11 @@ static const char *gen_kv(Emit *e, const Node *obj, const char *what,
   i = 0;
   for(const Node *en = obj->body; en; en = en->next) {
     const char *k = en->name ? en->name : "";
-    str_add(s, "  { ", 4);
+    STR_LIT(s, "  { ");
     emit_cstring(s, k, strlen(k));
     str_printf(s, ", %zu, %s },\n", strlen(k), fns[i++]);
   }
-  str_add(s, "};\n\n", 4);
+  STR_LIT(s, "};\n\n");
   free(fns);
   *count = n;
   return name;
@@ -883,11 +886,11 @@ static const char *gen_assumes(Emit *e, const Node *list, size_t *count)
     const char *txt = node_text(e, a->a, &len);
     str_printf(s, "  { %s, ", fns[i++]);
     emit_cstring(s, txt, len);
-    str_add(s, ", ", 2);
+    STR_LIT(s, ", ");
     emit_at(e, s, a->loc, false);
-    str_add(s, " },\n", 4);
+    STR_LIT(s, " },\n");
   }
-  str_add(s, "};\n\n", 4);
+  STR_LIT(s, "};\n\n");
   free(fns);
   return name;
 }
@@ -924,9 +927,9 @@ static const char *gen_arms(Emit *e, const Node *list, size_t *count)
     str_printf(s, "  { %s, %d, %s, %s, %zu, ", kind, schema, guards[i],
                steps[i] ? steps[i] : "NULL", nsteps[i]);
     emit_at(e, s, a->loc, false);
-    str_add(s, " },\n", 4);
+    STR_LIT(s, " },\n");
   }
-  str_add(s, "};\n\n", 4);
+  STR_LIT(s, "};\n\n");
   free(guards);
   free(steps);
   free(nsteps);
@@ -1022,35 +1025,35 @@ static void emit_step(Emit *e, Str *s, const Node *st, const StepParts *p)
 {
   str_printf(s, "  { /* %s at ", step_label(st));
   emit_where(e, s, st->loc);
-  str_add(s, " */\n    .kind = ", 14);
+  STR_LIT(s, " */\n    .kind = ");
   switch(st->kind) {
-  case ND_HTTP: str_add(s, "RQ_ST_HTTP", 10); break;
-  case ND_FOR: str_add(s, "RQ_ST_FOR", 9); break;
-  case ND_MAP: str_add(s, "RQ_ST_MAP", 9); break;
-  case ND_APPLY: str_add(s, "RQ_ST_APPLY", 11); break;
-  case ND_VALIDATE: str_add(s, "RQ_ST_VALIDATE", 14); break;
-  case ND_STORESTEP: str_add(s, "RQ_ST_STORE", 11); break;
-  case ND_MATCH: str_add(s, "RQ_ST_MATCH", 11); break;
-  case ND_LET: str_add(s, "RQ_ST_LET", 9); break;
-  case ND_DIRECTIVE: str_add(s, "RQ_ST_DIRECTIVE", 15); break;
+  case ND_HTTP: STR_LIT(s, "RQ_ST_HTTP"); break;
+  case ND_FOR: STR_LIT(s, "RQ_ST_FOR"); break;
+  case ND_MAP: STR_LIT(s, "RQ_ST_MAP"); break;
+  case ND_APPLY: STR_LIT(s, "RQ_ST_APPLY"); break;
+  case ND_VALIDATE: STR_LIT(s, "RQ_ST_VALIDATE"); break;
+  case ND_STORESTEP: STR_LIT(s, "RQ_ST_STORE"); break;
+  case ND_MATCH: STR_LIT(s, "RQ_ST_MATCH"); break;
+  case ND_LET: STR_LIT(s, "RQ_ST_LET"); break;
+  case ND_DIRECTIVE: STR_LIT(s, "RQ_ST_DIRECTIVE"); break;
   default: emit_bug("step kind");
   }
-  str_add(s, ",\n    .at = ", 12);
+  STR_LIT(s, ",\n    .at = ");
   emit_at(e, s, st->loc, false);
-  str_add(s, ",\n    .label = ", 15);
+  STR_LIT(s, ",\n    .label = ");
   emit_cstr0(s, step_label(st));
-  str_add(s, ",\n", 2);
+  STR_LIT(s, ",\n");
   if(st->kind != ND_STORESTEP && !(st->kind == ND_DIRECTIVE && st->decl &&
                                     strcmp(st->word, "queue") == 0))
-    str_add(s, "    .store = -1,\n", 17);
+    STR_LIT(s, "    .store = -1,\n");
   if(st->kind != ND_STORESTEP)
-    str_add(s, "    .partial = -1,\n", 19);
+    STR_LIT(s, "    .partial = -1,\n");
   switch(st->kind) {
   case ND_HTTP: {
     const FetchOpts *fo = st->fetch;
     char method[16];
     upper(method, st->word ? st->word : "get", sizeof method);
-    str_add(s, "    .method = ", 14);
+    STR_LIT(s, "    .method = ");
     emit_cstr0(s, method);
     str_printf(s, ",\n    .source = %d,\n", fo->source ? fo->source->index
                                                         : 0);
@@ -1061,28 +1064,28 @@ static void emit_step(Emit *e, Str *s, const Node *st, const StepParts *p)
     str_printf(s, "    .timeout_ms = %.17g,\n", fo->timeout_ms);
     str_printf(s, "    .pg_kind = %s,\n", pg_name(fo->pg_kind));
     if(fo->pg_kind != PG_NONE) {
-      str_add(s, "    .pg_param = ", 16);
+      STR_LIT(s, "    .pg_param = ");
       emit_cstr0(s, fo->pg_param);
       str_printf(s, ",\n    .pg_size = %d,\n", (int)fo->pg_size);
-      str_add(s, "    .pg_cursor_path = ", 22);
+      STR_LIT(s, "    .pg_cursor_path = ");
       emit_cstr0(s, fo->pg_cursor_path);
-      str_add(s, ",\n    .pg_size_param = ", 23);
+      STR_LIT(s, ",\n    .pg_size_param = ");
       emit_cstr0(s, fo->pg_size_param);
-      str_add(s, ",\n", 2);
+      STR_LIT(s, ",\n");
     }
     str_printf(s, "    .until = %s,\n    .max_pages = %d,\n", p->until,
                fo->max_pages);
-    str_add(s, "    .retry = ", 13);
+    STR_LIT(s, "    .retry = ");
     emit_retry(s, &fo->retry);
     str_printf(s, ",\n    .since_kind = %s,\n", since_name(fo->since_kind));
     if(fo->since_kind != SINCE_NONE) {
-      str_add(s, "    .since_key = ", 17);
+      STR_LIT(s, "    .since_key = ");
       emit_cstr0(s, fo->since_key);
-      str_add(s, ",\n    .since_param = ", 21);
+      STR_LIT(s, ",\n    .since_param = ");
       emit_cstr0(s, fo->since_param);
-      str_add(s, ",\n    .since_format = ", 22);
+      STR_LIT(s, ",\n    .since_format = ");
       emit_cstr0(s, fo->since_format);
-      str_add(s, ",\n    .since_update_from = ", 27);
+      STR_LIT(s, ",\n    .since_update_from = ");
       emit_cstr0(s, fo->since_update_from);
       str_printf(s, ",\n    .since_expr = %s,\n", p->since_expr);
     }
@@ -1091,7 +1094,7 @@ static void emit_step(Emit *e, Str *s, const Node *st, const StepParts *p)
     break;
   }
   case ND_FOR:
-    str_add(s, "    .var = ", 11);
+    STR_LIT(s, "    .var = ");
     emit_cstr0(s, st->name);
     str_printf(s, ",\n    .expr = %s,\n    .where = %s,\n", p->expr,
                p->where);
@@ -1110,7 +1113,7 @@ static void emit_step(Emit *e, Str *s, const Node *st, const StepParts *p)
     str_printf(s, "    .expr = %s,\n    .transform = %d,\n    .var = ",
                p->expr, st->decl->index);
     emit_cstr0(s, st->word2);
-    str_add(s, ",\n", 2);
+    STR_LIT(s, ",\n");
     break;
   case ND_VALIDATE:
     str_printf(s, "    .expr = %s,\n    .assumes = %s,\n"
@@ -1135,7 +1138,7 @@ static void emit_step(Emit *e, Str *s, const Node *st, const StepParts *p)
                p->expr, p->arms ? p->arms : "NULL", p->n_arms);
     break;
   case ND_LET:
-    str_add(s, "    .var = ", 11);
+    STR_LIT(s, "    .var = ");
     emit_cstr0(s, st->name);
     str_printf(s, ",\n    .expr = %s,\n", p->expr);
     break;
@@ -1144,9 +1147,9 @@ static void emit_step(Emit *e, Str *s, const Node *st, const StepParts *p)
     if(strcmp(st->word, "abort") == 0)
       str_printf(s, "    .message = %s,\n", p->message);
     if(strcmp(st->word, "retry") == 0) {
-      str_add(s, "    .retry = ", 13);
+      STR_LIT(s, "    .retry = ");
       emit_retry(s, st->retry);
-      str_add(s, ",\n", 2);
+      STR_LIT(s, ",\n");
     }
     if(strcmp(st->word, "queue") == 0 && st->decl)
       str_printf(s, "    .store = %d,\n", st->decl->index);
@@ -1162,7 +1165,7 @@ static void emit_step(Emit *e, Str *s, const Node *st, const StepParts *p)
   default:
     emit_bug("step kind");
   }
-  str_add(s, "  },\n", 5);
+  STR_LIT(s, "  },\n");
 }
 
 /* Generates the table for a step list; returns its name (NULL if the
@@ -1188,7 +1191,7 @@ static const char *gen_steps(Emit *e, const Node *list, const char *what,
   i = 0;
   for(const Node *st = list; st; st = st->next)
     emit_step(e, s, st, &parts[i++]);
-  str_add(s, "};\n\n", 4);
+  STR_LIT(s, "};\n\n");
   free(parts);
   return name;
 }
@@ -1247,9 +1250,9 @@ static const char *gen_sources(Emit *e, Mission *m)
   for(int i = 0; i < n; i++) {
     Node *src = m->sources.data[i];
     const SourceOpts *so = src->src;
-    str_add(s, "  { /* source at ", 17);
+    STR_LIT(s, "  { /* source at ");
     emit_where(e, s, src->loc);
-    str_add(s, " */\n    .name = ", 16);
+    STR_LIT(s, " */\n    .name = ");
     emit_cstr0(s, src->name);
     str_printf(s, ",\n    .auth = %s,\n    .auth_scheme = ",
                auth_name(so->auth));
@@ -1272,11 +1275,11 @@ static const char *gen_sources(Emit *e, Mission *m)
                "    .cb_failure_window_s = %.17g,\n",
                so->cb_failure_threshold, so->cb_success_threshold,
                so->cb_reset_timeout_s, so->cb_failure_window_s);
-    str_add(s, "    .at = ", 10);
+    STR_LIT(s, "    .at = ");
     emit_at(e, s, src->loc, false);
-    str_add(s, ",\n  },\n", 7);
+    STR_LIT(s, ",\n  },\n");
   }
-  str_add(s, "};\n\n", 4);
+  STR_LIT(s, "};\n\n");
   free(base);
   free(hdr);
   free(nh);
@@ -1292,15 +1295,15 @@ static const char *gen_stores(Emit *e, Mission *m)
   str_printf(s, "static const RqStoreDef %s[] = {\n", name);
   for(int i = 0; i < m->stores.len; i++) {
     Node *st = m->stores.data[i];
-    str_add(s, "  { ", 4);
+    STR_LIT(s, "  { ");
     emit_cstr0(s, st->name);
     str_printf(s, ", %s, ", store_kind_name(st->store_kind));
     emit_cstring(s, st->str ? st->str : "", st->str ? st->len : 0);
-    str_add(s, ", ", 2);
+    STR_LIT(s, ", ");
     emit_at(e, s, st->loc, false);
-    str_add(s, " },\n", 4);
+    STR_LIT(s, " },\n");
   }
-  str_add(s, "};\n\n", 4);
+  STR_LIT(s, "};\n\n");
   return name;
 }
 
@@ -1321,21 +1324,21 @@ static const char *gen_schemas(Emit *e, Mission *m)
     fields[i] = new_sym(e, "fields");
     str_printf(s, "static const RqSchemaField %s[] = {\n", fields[i]);
     for(const Node *fd = sc->body; fd; fd = fd->next) {
-      str_add(s, "  { ", 4);
+      STR_LIT(s, "  { ");
       emit_cstr0(s, fd->name);
       str_printf(s, ", %s, %s },\n", rq_type_name(fd->word),
                  fd->flag ? "true" : "false");
     }
-    str_add(s, "};\n\n", 4);
+    STR_LIT(s, "};\n\n");
   }
   const char *name = new_sym(e, "schemas");
   str_printf(s, "static const RqSchemaDef %s[] = {\n", name);
   for(int i = 0; i < n; i++) {
-    str_add(s, "  { ", 4);
+    STR_LIT(s, "  { ");
     emit_cstr0(s, m->schemas.data[i]->name);
     str_printf(s, ", %s, %zu },\n", fields[i] ? fields[i] : "NULL", nf[i]);
   }
-  str_add(s, "};\n\n", 4);
+  STR_LIT(s, "};\n\n");
   free(fields);
   free(nf);
   return name;
@@ -1382,9 +1385,9 @@ static const char *gen_transforms(Emit *e, Mission *m)
       str_printf(s, "  { %d, %s, %s, %zu, ", schema, guard[j],
                  fl[j] ? fl[j] : "NULL", nfl[j]);
       emit_at(e, s, v->loc, false);
-      str_add(s, " },\n", 4);
+      STR_LIT(s, " },\n");
     }
-    str_add(s, "};\n\n", 4);
+    STR_LIT(s, "};\n\n");
     free(guard);
     free(fl);
     free(nfl);
@@ -1392,13 +1395,13 @@ static const char *gen_transforms(Emit *e, Mission *m)
   const char *name = new_sym(e, "transforms");
   str_printf(s, "static const RqTransformDef %s[] = {\n", name);
   for(int i = 0; i < n; i++) {
-    str_add(s, "  { ", 4);
+    STR_LIT(s, "  { ");
     emit_cstr0(s, m->transforms.data[i]->name);
-    str_add(s, ", ", 2);
+    STR_LIT(s, ", ");
     emit_cstr0(s, target[i]);
     str_printf(s, ", %s, %zu },\n", vars[i] ? vars[i] : "NULL", nv[i]);
   }
-  str_add(s, "};\n\n", 4);
+  STR_LIT(s, "};\n\n");
   free(vars);
   free(nv);
   free(target);
@@ -1424,13 +1427,13 @@ static const char *gen_actions(Emit *e, Mission *m)
   str_printf(s, "static const RqActionDef %s[] = {\n", name);
   for(int i = 0; i < n; i++) {
     Node *a = m->actions.data[i];
-    str_add(s, "  { ", 4);
+    STR_LIT(s, "  { ");
     emit_cstr0(s, a->name);
     str_printf(s, ", %s, %zu, ", steps[i] ? steps[i] : "NULL", ns[i]);
     emit_at(e, s, a->loc, false);
-    str_add(s, " },\n", 4);
+    STR_LIT(s, " },\n");
   }
-  str_add(s, "};\n\n", 4);
+  STR_LIT(s, "};\n\n");
   free(steps);
   free(ns);
   return name;
@@ -1466,9 +1469,9 @@ static const char *gen_stages(Emit *e, Mission *m)
       str_printf(s, " %d,", action_index(m, a));
       na[i]++;
     }
-    str_add(s, " };\n", 4);
+    STR_LIT(s, " };\n");
   }
-  str_add(s, "\n", 1);
+  STR_LIT(s, "\n");
   const char *name = new_sym(e, "stages");
   str_printf(s, "static const RqStageDef %s[] = {\n", name);
   for(int i = 0; i < n; i++) {
@@ -1476,9 +1479,9 @@ static const char *gen_stages(Emit *e, Mission *m)
     str_printf(s, "  { %s, %zu, %s, %s, ", idx[i], na[i],
                sg->flag ? "true" : "false", cond[i]);
     emit_at(e, s, sg->loc, false);
-    str_add(s, " },\n", 4);
+    STR_LIT(s, " },\n");
   }
-  str_add(s, "};\n\n", 4);
+  STR_LIT(s, "};\n\n");
   free(idx);
   free(cond);
   free(na);
@@ -1499,7 +1502,7 @@ static const char *gen_lets(Emit *e, Mission *m, size_t *count)
   str_printf(s, "static const RqStep %s[] = {\n", name);
   for(int i = 0; i < m->lets.len; i++)
     emit_step(e, s, m->lets.data[i], &parts[i]);
-  str_add(s, "};\n\n", 4);
+  STR_LIT(s, "};\n\n");
   free(parts);
   return name;
 }
@@ -1509,16 +1512,16 @@ static const char *gen_lets(Emit *e, Mission *m, size_t *count)
 static void gen_mission(Emit *e, Mission *m, Str *defs)
 {
   Str prefix = { 0 };
-  str_add(&prefix, "rqm_", 4);
+  STR_LIT(&prefix, "rqm_");
   mangle(&prefix, m->name);
-  str_add(&prefix, "_", 1);
+  STR_LIT(&prefix, "_");
   e->prefix = arena_strndup(e->c->arena, prefix.data, prefix.len);
   free(prefix.data);
   e->m = m;
 
   str_printf(&e->tables, "/* ---- mission %s (", m->name);
   emit_where(e, &e->tables, m->decl->loc);
-  str_add(&e->tables, ") ---- */\n\n", 11);
+  STR_LIT(&e->tables, ") ---- */\n\n");
 
   const char *sources = gen_sources(e, m);
   const char *stores = gen_stores(e, m);
@@ -1530,9 +1533,9 @@ static void gen_mission(Emit *e, Mission *m, Str *defs)
   const char *stages = gen_stages(e, m);
 
   Str *s = defs;
-  str_add(s, "  { /* mission ", 15);
+  STR_LIT(s, "  { /* mission ");
   str_add(s, m->name, strlen(m->name));
-  str_add(s, " */\n    .name = ", 16);
+  STR_LIT(s, " */\n    .name = ");
   emit_cstr0(s, m->name);
   str_printf(s, ",\n    .sources = %s,\n    .n_sources = %d,\n",
              sources ? sources : "NULL", m->sources.len);
@@ -1552,15 +1555,15 @@ static void gen_mission(Emit *e, Mission *m, Str *defs)
   str_printf(s, "    .schedule = { %s, %.17g, ", sched_name(so->kind),
              so->every_ms);
   emit_cstr0(s, so->expr);
-  str_add(s, ", ", 2);
+  STR_LIT(s, ", ");
   emit_cstr0(s, so->timezone);
   str_printf(s, ", %d, %s, %s, %d, %.17g },\n", so->max_concurrency,
              so->skip_if_running ? "true" : "false",
              so->has_retry ? "true" : "false", so->retry_max,
              so->retry_delay_s);
-  str_add(s, "    .at = ", 10);
+  STR_LIT(s, "    .at = ");
   emit_at(e, s, m->decl->loc, false);
-  str_add(s, ",\n  },\n", 7);
+  STR_LIT(s, ",\n  },\n");
 }
 
 /* Writes text to out, replacing each "#line @C@" placeholder with the
@@ -1596,33 +1599,33 @@ void emit_program(Compilation *c, FILE *out, const EmitOptions *opt)
   e.opt = opt;
   Str head = { 0 }, defs = { 0 };
 
-  str_add(&head, "/* Generated by reqonc", 22);
+  STR_LIT(&head, "/* Generated by reqonc");
   if(!opt->no_version)
     str_printf(&head, " %s", REQONC_VERSION);
-  str_add(&head, " from:\n", 7);
+  STR_LIT(&head, " from:\n");
   for(int i = 0; i < c->n_files; i++) {
-    str_add(&head, " *   ", 5);
+    STR_LIT(&head, " *   ");
     emit_comment_text(&head, c->files[i].path);
-    str_add(&head, "\n", 1);
+    STR_LIT(&head, "\n");
   }
-  str_add(&head, " * Do not edit; edit the .reqon files instead.\n", 47);
+  STR_LIT(&head, " * Do not edit; edit the .reqon files instead.\n");
   if(opt->cmdline) {
-    str_add(&head, " * command line: ", 17);
+    STR_LIT(&head, " * command line: ");
     emit_comment_text(&head, opt->cmdline);
-    str_add(&head, "\n", 1);
+    STR_LIT(&head, "\n");
   }
-  str_add(&head, " */\n#include \"reqon.h\"\n", 23);
-  str_add(&head, "#if RQ_ABI_VERSION != 1\n#error \"reqon.h ABI mismatch: "
-          "rebuild with the matching reqonc\"\n#endif\n\n", 94);
-  str_add(&head, "static const char *const rqm_files[] = {\n", 41);
+  STR_LIT(&head, " */\n#include \"reqon.h\"\n");
+  STR_LIT(&head, "#if RQ_ABI_VERSION != 1\n#error \"reqon.h ABI mismatch: "
+          "rebuild with the matching reqonc\"\n#endif\n\n");
+  STR_LIT(&head, "static const char *const rqm_files[] = {\n");
   for(int i = 0; i < c->n_files; i++) {
-    str_add(&head, "  ", 2);
+    STR_LIT(&head, "  ");
     emit_cstr0(&head, c->files[i].path);
-    str_add(&head, ",\n", 2);
+    STR_LIT(&head, ",\n");
   }
   if(c->n_files == 0)
-    str_add(&head, "  NULL,\n", 8);
-  str_add(&head, "};\n\n", 4);
+    STR_LIT(&head, "  NULL,\n");
+  STR_LIT(&head, "};\n\n");
 
   for(int i = 0; i < c->prog.n_missions; i++)
     gen_mission(&e, c->prog.missions[i], &defs);

@@ -4,7 +4,9 @@
 #define RQ_HTTP_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include "reqon.h"
+#include "rq_util.h"
 
 int rqi_http_global_init(void);     /* curl_global_init; 0 or -1 */
 void rqi_http_global_cleanup(void);
@@ -16,6 +18,11 @@ void rqi_auth_free(void);
 /* Logs the startup WARN of §6.1 for each source whose credentials are
  * missing or of another type. */
 void rqi_auth_check_mission(const RqMissionDef *m);
+/* Adds the auth of source src (§6.1) to a request: header pairs go into
+ * hdrs (an object name -> string, in insertion order), an api_key query
+ * parameter into query (an object name -> value).  Both borrowed and
+ * modified. */
+void rqi_auth_apply(const RqSourceDef *src, json_t *hdrs, json_t *query);
 
 /* Runs HTTP step st (RQ_ST_HTTP) in env: evaluates path, query, body and
  * headers; adds auth, since and pagination parameters; retries (§6.4);
@@ -23,5 +30,65 @@ void rqi_auth_check_mission(const RqMissionDef *m);
  * headers and records checkpoint candidates (rq_state.h).  A final non-2xx
  * is an error unless st->next_is_match.  Returns 0 or -RQ_E_*. */
 int rqi_http_step(const RqEnv *env, const RqStep *st);
+
+/* ------------------------------------------- transport-neutral requests */
+#define RQ_HTTP_MAX_BODY ((size_t)64 << 20)    /* response body cap */
+
+typedef struct {
+  const char *method;          /* "GET", "POST", ... */
+  const char *url;             /* complete, query included */
+  const char *const *headers;  /* "Name: value" lines */
+  size_t n_headers;
+  const char *body;            /* NULL: no body */
+  size_t body_len;
+  double timeout_ms;           /* total per attempt; <= 0: 30000 */
+} RqHttpRequest;
+
+typedef struct {
+  int status;                  /* HTTP status; 0 on transport error */
+  json_t *headers;             /* new: object of lower-cased names */
+  RqBuf body;                  /* capped at RQ_HTTP_MAX_BODY */
+  char error[256];             /* transport error text, "" if none */
+  bool too_large;              /* the body exceeded the cap */
+  bool interrupted;            /* aborted by rqi_stop_requested */
+  double elapsed_ms;
+} RqHttpResponse;
+
+/* Sends one request (one attempt, no retry).  Fills *rs, which the caller
+ * releases with rqi_http_response_free.  Returns 0 when a response was
+ * received (any status), -1 on transport error (rs->error says why). */
+int rqi_http_send(const RqHttpRequest *rq, RqHttpResponse *rs);
+void rqi_http_response_free(RqHttpResponse *rs);
+
+/* Appends the RFC 3986 percent-encoding of n bytes of s (unreserved
+ * characters kept) to b.  Returns 0 or -RQ_E_TOO_LARGE. */
+int rqi_http_pct_encode(RqBuf *b, const char *s, size_t n);
+
+/* --------------------------------------------------------- paginate.c */
+/* The pagination iterator of SPEC §6.5 for one step execution. */
+typedef struct {
+  const RqStep *st;
+  int page;            /* 0-based page counter */
+  json_t *cursor;      /* new string: cursor to send; NULL on page 0 */
+  json_t *sent;        /* new object: cursors already sent (set) */
+  json_t *prev;        /* new: previous page body, NULL before page 1 */
+  json_t *items;       /* new array: concatenated items */
+} RqPager;
+
+void rqi_pager_init(RqPager *pg, const RqStep *st);
+void rqi_pager_free(RqPager *pg);
+/* Adds the parameters of the current page to query (borrowed, modified):
+ * offset/page number or cursor, and the size parameter. */
+void rqi_pager_params(const RqPager *pg, json_t *query);
+/* Feeds the decoded body of the current page (borrowed), its status and
+ * lower-cased headers (borrowed).  Evaluates `until`, appends the page's
+ * items and decides.  Returns 1 when another page must be fetched (the
+ * pager has advanced), 0 when pagination is complete, or a negative
+ * RQ_E_* after rq_fail(env, st->at, ...).  what is "S GET /p". */
+int rqi_pager_feed(RqPager *pg, const RqEnv *env, json_t *body, int status,
+                   json_t *headers, const char *what);
+/* The items of a page body (§6.5 step 2): the body if it is an array, else
+ * its first array field; borrowed, or NULL when there is none. */
+json_t *rqi_page_items(const json_t *body);
 
 #endif

@@ -1,0 +1,1126 @@
+/* http.c -- HTTP steps (SPEC §4.4, §6.2-§6.5, §8.1 since).
+ *
+ * Two layers:
+ *   - rqi_http_send(): one transport-neutral request over libcurl (one
+ *     attempt): a request description in; status, lower-cased headers and
+ *     a capped body out.  A curl share handle keeps DNS and connections
+ *     warm across the easy handles of all threads.
+ *   - rqi_http_step(): the whole step: evaluates path, query, body and
+ *     headers, layers the headers, adds auth, since and pagination
+ *     parameters, runs the attempts with backoff and Retry-After, decodes
+ *     bodies, paginates through paginate.c, sets the scope's response and
+ *     records the checkpoint candidate.
+ *
+ * Ownership: every json_t * field of Call is a new reference owned by the
+ * Call and released by call_free().
+ */
+#include <ctype.h>
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include "rq_internal.h"
+
+#define CONNECT_TIMEOUT_MS 10000L
+#define DEFAULT_TIMEOUT_MS 30000.0
+#define DEFAULT_MAX_WAIT_S 300.0
+#define SLEEP_SLICE_MS 50.0
+
+/* ------------------------------------------------ global curl state */
+/* libcurl does not support sharing a connection cache between threads
+ * that run transfers concurrently, so each thread keeps its own multi
+ * handle (which owns the thread's connection cache, keeping connections
+ * alive between requests) and one reusable easy handle.  DNS and TLS
+ * sessions are shared process-wide through a share handle.  The multi
+ * interface also lets a transfer notice a stop request within
+ * POLL_SLICE_MS instead of curl's once-a-second progress callback. */
+#define POLL_SLICE_MS 100
+
+typedef struct {
+  CURLM *multi;
+  CURL *easy;
+} ThreadConn;
+
+static CURLSH *share;
+static pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
+static pthread_key_t conn_key;
+static pthread_once_t conn_once = PTHREAD_ONCE_INIT;
+
+static void share_lock(CURL *h, curl_lock_data d, curl_lock_access a,
+                       void *u)
+{
+  if(d >= 0 && d < CURL_LOCK_DATA_LAST)
+    pthread_mutex_lock(&share_mu[d]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data d, void *u)
+{
+  if(d >= 0 && d < CURL_LOCK_DATA_LAST)
+    pthread_mutex_unlock(&share_mu[d]);
+}
+
+/* pthread key destructor: runs when a thread that made requests exits. */
+static void conn_free(void *p)
+{
+  ThreadConn *tc = p;
+
+  if(!tc)
+    return;
+  if(tc->easy)
+    curl_easy_cleanup(tc->easy);
+  if(tc->multi)
+    curl_multi_cleanup(tc->multi);
+  rq_free(tc);
+}
+
+static void conn_key_init(void)
+{
+  pthread_key_create(&conn_key, conn_free);
+}
+
+/* The calling thread's handles, created on first use; NULL on failure. */
+static ThreadConn *thread_conn(void)
+{
+  ThreadConn *tc;
+
+  pthread_once(&conn_once, conn_key_init);
+  tc = pthread_getspecific(conn_key);
+  if(tc)
+    return tc;
+  tc = rq_calloc(1, sizeof(*tc));
+  tc->multi = curl_multi_init();
+  tc->easy = curl_easy_init();
+  if(!tc->multi || !tc->easy) {
+    conn_free(tc);
+    return NULL;
+  }
+  pthread_setspecific(conn_key, tc);
+  return tc;
+}
+
+int rqi_http_global_init(void)
+{
+  int i;
+
+  if(curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+    return -1;
+  pthread_once(&conn_once, conn_key_init);
+  for(i = 0; i < CURL_LOCK_DATA_LAST; i++)
+    pthread_mutex_init(&share_mu[i], NULL);
+  share = curl_share_init();
+  if(!share)
+    return 0;    /* optional: requests work without it */
+  curl_share_setopt(share, CURLSHOPT_LOCKFUNC, share_lock);
+  curl_share_setopt(share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+  curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+  curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+  return 0;
+}
+
+/* Call after every other thread that made requests has exited. */
+void rqi_http_global_cleanup(void)
+{
+  int i;
+
+  pthread_once(&conn_once, conn_key_init);
+  conn_free(pthread_getspecific(conn_key));
+  pthread_setspecific(conn_key, NULL);
+  if(share) {
+    curl_share_cleanup(share);
+    share = NULL;
+    for(i = 0; i < CURL_LOCK_DATA_LAST; i++)
+      pthread_mutex_destroy(&share_mu[i]);
+  }
+  curl_global_cleanup();
+}
+
+/* ------------------------------------------------------ one request */
+static size_t on_body(char *p, size_t size, size_t n, void *u)
+{
+  RqHttpResponse *rs = u;
+  size_t len = size * n;
+
+  if(len == 0)
+    return 0;
+  if(rq_buf_add(&rs->body, p, len) != 0) {
+    rs->too_large = true;    /* rq_buf_add freed the buffer */
+    return 0;                /* makes curl fail with a write error */
+  }
+  return len;
+}
+
+/* Collects response headers: lower-cased names, repeated headers joined
+ * with ", ".  A status line starts a new response (redirects, 100). */
+static size_t on_header(char *p, size_t size, size_t n, void *u)
+{
+  RqHttpResponse *rs = u;
+  size_t len = size * n, i, nlen, vbeg, vend;
+  char name[128];
+  json_t *old, *v;
+
+  if(len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+    json_object_clear(rs->headers);
+    return len;
+  }
+  for(nlen = 0; nlen < len && p[nlen] != ':'; nlen++)
+    ;
+  if(nlen == 0 || nlen == len || nlen >= sizeof(name))
+    return len;
+  for(i = 0; i < nlen; i++)
+    name[i] = (char)tolower((unsigned char)p[i]);
+  name[nlen] = '\0';
+  vbeg = nlen + 1;
+  vend = len;
+  while(vbeg < vend && (p[vbeg] == ' ' || p[vbeg] == '\t'))
+    vbeg++;
+  while(vend > vbeg && isspace((unsigned char)p[vend - 1]))
+    vend--;
+  old = json_object_get(rs->headers, name);
+  if(old) {
+    char *j = rq_asprintf("%s, %.*s", json_string_value(old),
+                          (int)(vend - vbeg), p + vbeg);
+    v = json_string(j);
+    rq_free(j);
+  }
+  else
+    v = json_stringn(p + vbeg, vend - vbeg);
+  if(v)    /* NULL: not UTF-8; such a header is dropped */
+    json_object_set_new(rs->headers, name, v);
+  return len;
+}
+
+static int on_progress(void *u, curl_off_t dt, curl_off_t dn, curl_off_t ut,
+                       curl_off_t un)
+{
+  RqHttpResponse *rs = u;
+
+  if(rqi_stop_requested) {
+    rs->interrupted = true;
+    return 1;
+  }
+  return 0;
+}
+
+/* Runs the transfer of h on the thread's multi handle, checking for a stop
+ * request between polls.  Returns curl's result for the transfer. */
+static CURLcode perform(ThreadConn *tc, RqHttpResponse *rs)
+{
+  CURLMcode mc;
+  CURLMsg *msg;
+  CURLcode cc = CURLE_OK;
+  int running = 1, left;
+
+  if(curl_multi_add_handle(tc->multi, tc->easy) != CURLM_OK)
+    return CURLE_FAILED_INIT;
+  for(;;) {
+    mc = curl_multi_perform(tc->multi, &running);
+    if(mc != CURLM_OK) {
+      cc = CURLE_FAILED_INIT;
+      break;
+    }
+    if(!running)
+      break;
+    if(rqi_stop_requested) {
+      rs->interrupted = true;
+      cc = CURLE_ABORTED_BY_CALLBACK;
+      break;
+    }
+    mc = curl_multi_poll(tc->multi, NULL, 0, POLL_SLICE_MS, NULL);
+    if(mc != CURLM_OK) {
+      cc = CURLE_FAILED_INIT;
+      break;
+    }
+  }
+  if(!running) {
+    while((msg = curl_multi_info_read(tc->multi, &left))) {
+      if(msg->msg == CURLMSG_DONE && msg->easy_handle == tc->easy)
+        cc = msg->data.result;
+    }
+  }
+  curl_multi_remove_handle(tc->multi, tc->easy);
+  return cc;
+}
+
+int rqi_http_send(const RqHttpRequest *rq, RqHttpResponse *rs)
+{
+  ThreadConn *tc;
+  CURL *h;
+  CURLcode cc;
+  struct curl_slist *sl = NULL, *t;
+  char errbuf[CURL_ERROR_SIZE];
+  double t0 = rq_mono_ms();
+  long status = 0;
+  size_t i;
+  int rc = -1;
+
+  memset(rs, 0, sizeof(*rs));
+  rs->body.max = RQ_HTTP_MAX_BODY;
+  rs->headers = json_object();
+  errbuf[0] = '\0';
+  tc = thread_conn();
+  if(!tc) {
+    snprintf(rs->error, sizeof(rs->error), "cannot create a curl handle");
+    return -1;
+  }
+  h = tc->easy;
+  curl_easy_reset(h);
+  for(i = 0; i < rq->n_headers; i++) {
+    t = curl_slist_append(sl, rq->headers[i]);
+    if(!t)
+      goto oom;
+    sl = t;
+  }
+  /* Never wait for "100 Continue": small test servers do not send it. */
+  t = curl_slist_append(sl, "Expect:");
+  if(!t)
+    goto oom;
+  sl = t;
+
+  curl_easy_setopt(h, CURLOPT_URL, rq->url);
+  curl_easy_setopt(h, CURLOPT_HTTPHEADER, sl);
+  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
+                   (long)(rq->timeout_ms > 0 ? rq->timeout_ms
+                                             : DEFAULT_TIMEOUT_MS));
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, rs);
+  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(h, CURLOPT_HEADERDATA, rs);
+  curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+  curl_easy_setopt(h, CURLOPT_XFERINFODATA, rs);
+  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+  curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
+  curl_easy_setopt(h, CURLOPT_MAXREDIRS, 10L);
+  curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
+  curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE,
+                   (curl_off_t)RQ_HTTP_MAX_BODY);
+  if(share)
+    curl_easy_setopt(h, CURLOPT_SHARE, share);
+
+  if(strcmp(rq->method, "GET") == 0 && !rq->body)
+    curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+  else if(strcmp(rq->method, "HEAD") == 0)
+    curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+  else {
+    if(strcmp(rq->method, "POST") != 0)
+      curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, rq->method);
+    if(rq->body) {
+      curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+                       (curl_off_t)rq->body_len);
+      curl_easy_setopt(h, CURLOPT_POSTFIELDS, rq->body);
+    }
+    else if(strcmp(rq->method, "POST") == 0 ||
+            strcmp(rq->method, "PUT") == 0 ||
+            strcmp(rq->method, "PATCH") == 0) {
+      /* An empty body, sent with Content-Length: 0. */
+      curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
+      curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
+    }
+  }
+
+  cc = perform(tc, rs);
+  rs->elapsed_ms = rq_mono_ms() - t0;
+  if(cc == CURLE_OK) {
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    rs->status = (int)status;
+    rc = 0;
+  }
+  else if(rs->too_large || cc == CURLE_FILESIZE_EXCEEDED) {
+    rs->too_large = true;
+    snprintf(rs->error, sizeof(rs->error),
+             "response body exceeds %zu MiB", RQ_HTTP_MAX_BODY >> 20);
+  }
+  else if(rs->interrupted || cc == CURLE_ABORTED_BY_CALLBACK) {
+    rs->interrupted = true;
+    snprintf(rs->error, sizeof(rs->error), "interrupted");
+  }
+  else
+    snprintf(rs->error, sizeof(rs->error), "%s",
+             errbuf[0] ? errbuf : curl_easy_strerror(cc));
+  /* Drop every pointer into this call's memory, and detach the share so
+   * that rqi_http_global_cleanup can free it. */
+  curl_easy_reset(h);
+  curl_slist_free_all(sl);
+  return rc;
+
+oom:
+  curl_slist_free_all(sl);
+  snprintf(rs->error, sizeof(rs->error), "out of memory");
+  return -1;
+}
+
+void rqi_http_response_free(RqHttpResponse *rs)
+{
+  json_decref(rs->headers);
+  rs->headers = NULL;
+  rq_buf_free(&rs->body);
+}
+
+/* --------------------------------------------------- URL building */
+static bool is_unreserved(unsigned char ch)
+{
+  return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+         (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_' ||
+         ch == '~';
+}
+
+int rqi_http_pct_encode(RqBuf *b, const char *s, size_t n)
+{
+  static const char hex[] = "0123456789ABCDEF";
+  char esc[3];
+  size_t i, run = 0;
+  int rc;
+
+  for(i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if(is_unreserved(ch)) {
+      run++;
+      continue;
+    }
+    if(run) {
+      rc = rq_buf_add(b, s + i - run, run);
+      if(rc)
+        return rc;
+      run = 0;
+    }
+    esc[0] = '%';
+    esc[1] = hex[ch >> 4];
+    esc[2] = hex[ch & 15];
+    rc = rq_buf_add(b, esc, 3);
+    if(rc)
+      return rc;
+  }
+  return run ? rq_buf_add(b, s + n - run, run) : 0;
+}
+
+/* Appends sep (when not NUL; then clears it, so that later parameters use
+ * '&') and name=value for one scalar or object value (§6.3); null and
+ * missing values are omitted. */
+static void add_param(RqBuf *b, char *sep, const char *name,
+                      const json_t *v)
+{
+  char *text;
+
+  if(!v || json_is_null(v))
+    return;
+  if(*sep)
+    rq_buf_add(b, sep, 1);
+  *sep = '&';
+  rqi_http_pct_encode(b, name, strlen(name));
+  rq_buf_add(b, "=", 1);
+  if(json_is_string(v)) {
+    if(json_string_length(v))
+      rqi_http_pct_encode(b, json_string_value(v), json_string_length(v));
+    return;
+  }
+  text = rqi_text(v);
+  rqi_http_pct_encode(b, text, strlen(text));
+  rq_free(text);
+}
+
+/* Builds base + path + query into a new string.  The buffer is
+ * unbounded, so rq_buf_add cannot fail (allocation failure aborts). */
+static char *build_url(const char *base, const char *path,
+                       const json_t *query)
+{
+  RqBuf b = RQ_BUF_INIT(0);
+  const char *k, *q = strchr(path, '?');
+  size_t blen = strlen(base), plen = strlen(path), i;
+  json_t *v, *e;
+  char sep;
+
+  if(blen && base[blen - 1] == '/')
+    blen--;
+  rq_buf_add(&b, base, blen);
+  rq_buf_add(&b, path, plen);
+  /* A path that already has a query gets '&' (none after "?" or "&"). */
+  sep = !q ? '?' : (path[plen - 1] == '?' || path[plen - 1] == '&')
+                   ? '\0' : '&';
+  json_object_foreach((json_t *)query, k, v) {
+    if(json_is_array(v)) {
+      json_array_foreach(v, i, e)
+        add_param(&b, &sep, k, e);
+    }
+    else
+      add_param(&b, &sep, k, v);
+  }
+  return b.data;    /* never NULL: base or path is non-empty */
+}
+
+/* ----------------------------------------------------- the step call */
+typedef struct {
+  const RqEnv *env;
+  const RqStep *st;
+  const RqSourceDef *src;
+  const char *base;
+  char *path;          /* evaluated; leading '/' ensured */
+  char *bare;          /* path without the query: "/p" */
+  char *what;          /* "S GET /p", for messages */
+  json_t *query;       /* params sent on every page */
+  char *body;          /* serialised body, NULL: none */
+  size_t body_len;
+  json_t *hdrs;        /* lower-cased name -> "Name: value" */
+  double timeout_ms;
+  double first_ms;     /* wall time the first request was sent; 0 */
+  bool all_2xx;
+  bool paginated;
+  char at[256];
+  RqLogCtx ctx;
+} Call;
+
+/* A final page: status, headers and decoded body (all new). */
+typedef struct {
+  int status;
+  json_t *headers;
+  json_t *value;
+} Page;
+
+static void page_free(Page *p)
+{
+  json_decref(p->headers);
+  json_decref(p->value);
+  memset(p, 0, sizeof(*p));
+}
+
+static void call_free(Call *c)
+{
+  rq_free(c->path);
+  rq_free(c->bare);
+  rq_free(c->what);
+  json_decref(c->query);
+  rq_free(c->body);
+  json_decref(c->hdrs);
+}
+
+/* Sets header name (n bytes) to value, replacing any earlier layer's
+ * header of the same name, whatever its case. */
+static void hdr_set(json_t *hdrs, const char *name, size_t n,
+                    const char *value)
+{
+  char lower[256];
+  char *line;
+  size_t i;
+
+  if(n == 0 || n >= sizeof(lower))
+    return;
+  for(i = 0; i < n; i++)
+    lower[i] = (char)tolower((unsigned char)name[i]);
+  lower[n] = '\0';
+  /* curl drops "Name:" with an empty value; "Name;" sends it empty. */
+  if(value[0])
+    line = rq_asprintf("%.*s: %s", (int)n, name, value);
+  else
+    line = rq_asprintf("%.*s;", (int)n, name);
+  /* A value computed from data must not smuggle in more header lines. */
+  for(i = 0; line[i]; i++) {
+    if(line[i] == '\r' || line[i] == '\n')
+      line[i] = ' ';
+  }
+  json_object_set_new(hdrs, lower, json_string(line));
+  rq_free(line);
+}
+
+/* Evaluates a header layer in env (missing or null values omitted). */
+static int hdr_layer(Call *c, const RqEnv *env, const RqKV *kv, size_t n)
+{
+  size_t i;
+  json_t *v;
+  char *text;
+  int rc;
+
+  for(i = 0; i < n; i++) {
+    v = NULL;
+    rc = kv[i].value(env, &v);
+    if(rc)
+      return rc;
+    if(v && !json_is_null(v)) {
+      text = rqi_text(v);
+      hdr_set(c->hdrs, kv[i].key, kv[i].key_len, text);
+      rq_free(text);
+    }
+    json_decref(v);
+  }
+  return 0;
+}
+
+static int build_headers(Call *c)
+{
+  RqRun *run = c->env->run;
+  RqEnv menv;
+  json_t *auth, *v;
+  const char *k;
+  char *ua;
+  int rc;
+
+  c->hdrs = json_object();
+  hdr_set(c->hdrs, "Accept", 6, "application/json");
+  ua = rq_asprintf("reqon/%s", RQ_VERSION);
+  hdr_set(c->hdrs, "User-Agent", 10, ua);
+  rq_free(ua);
+  /* With the defaults, so that a source or step header can override it. */
+  if(c->body)
+    hdr_set(c->hdrs, "Content-Type", 12, "application/json");
+  /* Source headers: mission scope, subject = its response. */
+  menv.run = run;
+  menv.scope = run->mission_scope;
+  menv.subject = run->mission_scope ? run->mission_scope->response : NULL;
+  rc = hdr_layer(c, &menv, c->src->headers, c->src->n_headers);
+  if(rc)
+    return rc;
+  auth = json_object();
+  rqi_auth_apply(c->src, auth, c->query);
+  json_object_foreach(auth, k, v)
+    hdr_set(c->hdrs, k, strlen(k), json_string_value(v));
+  json_decref(auth);
+  return hdr_layer(c, c->env, c->st->headers, c->st->n_headers);
+}
+
+/* Copies the fields of object o into the query, in order. */
+static void query_merge(json_t *query, json_t *o)
+{
+  const char *k;
+  json_t *v;
+
+  json_object_foreach(o, k, v)
+    json_object_set(query, k, v);
+}
+
+/* Evaluates path, query and body. */
+static int prepare(Call *c)
+{
+  const RqEnv *env = c->env;
+  const RqStep *st = c->st;
+  json_t *v = NULL;
+  char *text, *q;
+  int rc;
+
+  rc = st->path(env, &v);
+  if(rc)
+    return rc;
+  text = rqi_text(v);
+  json_decref(v);
+  c->path = text[0] == '/' ? rq_strdup(text) : rq_asprintf("/%s", text);
+  rq_free(text);
+  q = strchr(c->path, '?');
+  c->bare = q ? rq_strndup(c->path, (size_t)(q - c->path))
+              : rq_strdup(c->path);
+  c->what = rq_asprintf("%s %s %s", c->src->name, st->method, c->bare);
+
+  /* Layer 1 of §6.3: the step's query object. */
+  c->query = json_object();
+  if(st->query) {
+    v = NULL;
+    rc = st->query(env, &v);
+    if(rc)
+      return rc;
+    if(json_is_object(v))
+      query_merge(c->query, v);
+    else if(v && !json_is_null(v)) {
+      rc = rq_fail(env, st->at, "query must be an object (got %s)",
+                   rqi_type_name(v));
+      json_decref(v);
+      return rc;
+    }
+    json_decref(v);
+  }
+  if(st->body) {
+    v = NULL;
+    rc = st->body(env, &v);
+    if(rc)
+      return rc;
+    if(strcmp(st->method, "GET") == 0 && json_is_object(v))
+      query_merge(c->query, v);   /* §4.4: GET sends a body as query */
+    else if(v && !json_is_null(v)) {
+      c->body = rqi_dumps(v, 0);
+      c->body_len = strlen(c->body);
+    }
+    json_decref(v);
+  }
+  return 0;
+}
+
+/* The checkpoint key of §8.1; new string. */
+static char *since_key(const Call *c)
+{
+  size_t n = strlen(c->bare);
+
+  if(c->st->since_key)
+    return rq_strdup(c->st->since_key);
+  if(n > 1 && c->bare[n - 1] == '/')
+    n--;
+  return rq_asprintf("%s:%.*s", c->src->name, (int)n, c->bare);
+}
+
+/* Formats ms per the since format (iso, unix, unix-ms, date-only). */
+static json_t *since_text(double ms, const char *fmt)
+{
+  char buf[64];
+
+  if(fmt && strcmp(fmt, "unix") == 0)
+    snprintf(buf, sizeof(buf), "%lld", (long long)(ms / 1000.0));
+  else if(fmt && strcmp(fmt, "unix-ms") == 0)
+    snprintf(buf, sizeof(buf), "%lld", (long long)ms);
+  else {
+    rq_iso_time(ms, buf);
+    if(fmt && strcmp(fmt, "date-only") == 0)
+      buf[10] = '\0';
+  }
+  return json_string(buf);
+}
+
+/* Layer 3 of §6.3: since parameters. */
+static int add_since(Call *c)
+{
+  const RqStep *st = c->st;
+  const char *param = st->since_param ? st->since_param : "since";
+  json_t *v = NULL;
+  double ms = 0;
+  char *key;
+  int rc;
+
+  if(st->since_kind == RQ_SINCE_LASTSYNC) {
+    key = since_key(c);
+    if(!rqi_checkpoint_get(c->env->run, key, &ms))
+      ms = 0;    /* the epoch, as the reference sends */
+    rq_free(key);
+    json_object_set_new(c->query, param, since_text(ms, st->since_format));
+  }
+  else if(st->since_kind == RQ_SINCE_EXPR && st->since_expr) {
+    rc = st->since_expr(c->env, &v);
+    if(rc)
+      return rc;
+    /* Encoded by the query rules: text, and null or missing omitted. */
+    json_object_set_new(c->query, param, v ? v : json_null());
+  }
+  return 0;
+}
+
+/* --------------------------------------------------------- attempts */
+static double rand_unit(void)
+{
+  static __thread unsigned int seed;
+
+  if(seed == 0)
+    seed = (unsigned int)rq_now_ms() ^ (unsigned int)(uintptr_t)&seed ^ 1u;
+  return (double)rand_r(&seed) / ((double)RAND_MAX + 1.0);
+}
+
+/* The delay after failed attempt k (1-based), §6.4 step 4. */
+static double backoff_ms(const RqRetryDef *r, int k)
+{
+  double base = r->initial_ms > 0 ? r->initial_ms : 0;
+  double cap = r->max_ms > 0 ? r->max_ms : 30000.0;
+  double d;
+  int i;
+
+  switch(r->backoff) {
+  case RQ_BACKOFF_EXPONENTIAL:
+    for(i = 1; i < k && base < cap * 2; i++)
+      base *= 2;
+    break;
+  case RQ_BACKOFF_LINEAR:
+    base *= k;
+    break;
+  case RQ_BACKOFF_CONSTANT:
+    break;
+  }
+  d = base * (1.0 + (rand_unit() * 0.2 - 0.1));
+  if(d > cap)
+    d = cap;
+  return (double)(long long)(d + 0.5);
+}
+
+/* Retry-After in ms (seconds or an HTTP-date); false if absent/invalid. */
+static bool retry_after_ms(const json_t *headers, double *ms)
+{
+  const char *s = json_string_value(json_object_get(headers,
+                                                    "retry-after"));
+  char *end;
+  double v;
+
+  if(!s)
+    return false;
+  while(*s == ' ')
+    s++;
+  if(isdigit((unsigned char)*s)) {
+    v = strtod(s, &end);
+    while(*end == ' ')
+      end++;
+    if(*end == '\0') {
+      *ms = v * 1000.0;
+      return true;
+    }
+  }
+  if(rq_parse_time(s, &v)) {
+    v -= rq_now_ms();
+    *ms = v > 0 ? v : 0;
+    return true;
+  }
+  return false;
+}
+
+/* Sleeps ms, waking early when a stop is requested.  Returns 0, or -1
+ * when interrupted. */
+static int sleep_ms(double ms)
+{
+  double end = rq_mono_ms() + ms, left;
+  struct timespec ts;
+
+  for(;;) {
+    if(rqi_stop_requested)
+      return -1;
+    left = end - rq_mono_ms();
+    if(left <= 0)
+      return 0;
+    if(left > SLEEP_SLICE_MS)
+      left = SLEEP_SLICE_MS;
+    ts.tv_sec = 0;
+    ts.tv_nsec = (long)(left * 1e6);
+    nanosleep(&ts, NULL);
+  }
+}
+
+static bool is_retryable(int status)
+{
+  return status == 429 || (status >= 500 && status <= 599);
+}
+
+static bool content_is_json(const json_t *headers)
+{
+  const char *ct = json_string_value(json_object_get(headers,
+                                                     "content-type"));
+  size_t i;
+
+  if(!ct)
+    return true;
+  for(i = 0; ct[i]; i++) {
+    if(strncasecmp(ct + i, "json", 4) == 0)
+      return true;
+  }
+  return false;
+}
+
+/* Decodes a final body (§6.4 step 6) into *out (new).  lenient: an error
+ * body that does not parse becomes a string (or null) instead of failing.
+ */
+static int decode(Call *c, RqHttpResponse *rs, bool lenient, json_t **out)
+{
+  json_error_t err;
+  const char *data = rs->body.data;
+  size_t len = rs->body.len;
+  json_t *v;
+
+  *out = NULL;
+  if(len == 0 || rs->status == 204 || rs->status == 205 ||
+     rs->status == 304) {
+    *out = json_null();
+    return 0;
+  }
+  v = json_loadb(data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+  if(v) {
+    *out = v;
+    return 0;
+  }
+  if(!lenient && content_is_json(rs->headers))
+    return rq_fail(c->env, c->st->at, "invalid JSON from %s: %s at %d:%d",
+                   c->what, err.text, err.line, err.column);
+  v = json_stringn(data, len);
+  if(v) {
+    *out = v;
+    return 0;
+  }
+  if(lenient) {
+    *out = json_null();
+    return 0;
+  }
+  return rq_fail(c->env, c->st->at, "non-text response from %s",
+                 c->src->name);
+}
+
+static void log_attempt(Call *c, int page, int attempt,
+                        const RqHttpResponse *rs, long items)
+{
+  RqRun *run = c->env->run;
+  char pg[32] = "", at[32] = "", it[32] = "", st[300];
+  char *path;
+
+  if(RQ_LOG_DEBUG < rqi_log_level)
+    return;
+  if(c->paginated)
+    snprintf(pg, sizeof(pg), " page=%d", page + 1);
+  if(attempt > 1)
+    snprintf(at, sizeof(at), " attempt=%d", attempt);
+  if(items >= 0)
+    snprintf(it, sizeof(it), " items=%ld", items);
+  if(rs->status)
+    snprintf(st, sizeof(st), " status=%d", rs->status);
+  else
+    snprintf(st, sizeof(st), " error=\"%s\"", rs->error);
+  path = rqi_log_redact(c->bare);
+  rq_log(RQ_LOG_DEBUG, &c->ctx, "%s/%s: %s %s%s%s%s%s (%.0fms)",
+         run->m->name, run->action ? run->action : "-", c->st->method,
+         path, pg, at, st, it, rs->elapsed_ms);
+  rq_free(path);
+}
+
+/* The item count of a body (§8.1 recordCount); -1 when it has none. */
+static long count_items(const json_t *v)
+{
+  json_t *items = rqi_page_items(v);
+
+  return items ? (long)json_array_size(items) : -1;
+}
+
+/* Fetches one page with its attempts (§6.4).  On 0, *pg holds the final
+ * response: a 2xx, or another status when the next step is a match.
+ * Otherwise returns a negative code after rq_fail, or -RQ_E_INTERRUPT
+ * without a message on a stop request (exec.c records "interrupted" with
+ * the interrupt code; rq_fail would record a plain failure). */
+static int fetch_page(Call *c, const json_t *query, int page, Page *pg)
+{
+  const RqStep *st = c->st;
+  const RqEnv *env = c->env;
+  RqHttpRequest rq;
+  RqHttpResponse rs;
+  const char **lines;
+  const char *k;
+  json_t *v;
+  char *url, *safe;
+  size_t n = 0;
+  int attempt, max_attempts, rc = 0;
+  double delay, max_wait;
+  bool ok, retry;
+
+  memset(pg, 0, sizeof(*pg));
+  url = build_url(c->base, c->path, query);
+  lines = rq_calloc(json_object_size(c->hdrs) + 1, sizeof(*lines));
+  json_object_foreach(c->hdrs, k, v)
+    lines[n++] = json_string_value(v);
+  memset(&rq, 0, sizeof(rq));
+  rq.method = st->method;
+  rq.url = url;
+  rq.headers = lines;
+  rq.n_headers = n;
+  rq.body = c->body;
+  rq.body_len = c->body_len;
+  rq.timeout_ms = c->timeout_ms;
+  max_attempts = st->retry.max_attempts > 0 ? st->retry.max_attempts : 3;
+  max_wait = (c->src->rl_max_wait_s > 0 ? c->src->rl_max_wait_s
+                                        : DEFAULT_MAX_WAIT_S) * 1000.0;
+
+  for(attempt = 1;; attempt++) {
+    if(rqi_stop_requested) {
+      rc = -RQ_E_INTERRUPT;
+      break;
+    }
+    if(c->first_ms == 0)
+      c->first_ms = rq_now_ms();
+    if(rqi_http_send(&rq, &rs) != 0) {
+      log_attempt(c, page, attempt, &rs, -1);
+      if(rs.interrupted) {
+        rc = -RQ_E_INTERRUPT;
+      }
+      else if(rs.too_large || attempt >= max_attempts) {
+        safe = rqi_log_redact(url);
+        rc = rq_fail(env, st->at, "%s %s: %s", st->method, safe, rs.error);
+        rq_free(safe);
+      }
+      else {
+        rqi_http_response_free(&rs);
+        if(sleep_ms(backoff_ms(&st->retry, attempt)) != 0) {
+          rc = -RQ_E_INTERRUPT;
+          break;
+        }
+        continue;
+      }
+      rqi_http_response_free(&rs);
+      break;
+    }
+
+    ok = rs.status >= 200 && rs.status <= 299;
+    retry = is_retryable(rs.status) && attempt < max_attempts;
+    if(retry) {
+      log_attempt(c, page, attempt, &rs, -1);
+      delay = backoff_ms(&st->retry, attempt);
+      if(rs.status == 429 && retry_after_ms(rs.headers, &delay)) {
+        if(delay > max_wait) {
+          rc = rq_fail(env, st->at,
+                       "rate limit wait %.0fs exceeds maxWait %.0fs for %s",
+                       delay / 1000.0 + 0.499, max_wait / 1000.0,
+                       c->src->name);
+          rqi_http_response_free(&rs);
+          break;
+        }
+      }
+      rqi_http_response_free(&rs);
+      if(sleep_ms(delay) != 0) {
+        rc = -RQ_E_INTERRUPT;
+        break;
+      }
+      continue;
+    }
+
+    /* Final response. */
+    if(!ok && !st->next_is_match) {
+      log_attempt(c, page, attempt, &rs, -1);
+      if(is_retryable(rs.status))
+        rc = rq_fail(env, st->at, "HTTP %d from %s after %d attempts",
+                     rs.status, c->what, attempt);
+      else
+        rc = rq_fail(env, st->at, "HTTP %d from %s", rs.status, c->what);
+      rqi_http_response_free(&rs);
+      break;
+    }
+    rc = decode(c, &rs, !ok, &pg->value);
+    log_attempt(c, page, attempt, &rs, rc == 0 && ok
+                ? count_items(pg->value) : -1);
+    if(rc == 0) {
+      if(!ok && is_retryable(rs.status))
+        rq_log(RQ_LOG_WARN, &c->ctx,
+               "%s/%s: HTTP %d from %s after %d attempts; passing the "
+               "response to match", env->run->m->name,
+               env->run->action ? env->run->action : "-", rs.status,
+               c->what, attempt);
+      pg->status = rs.status;
+      pg->headers = json_incref(rs.headers);
+    }
+    rqi_http_response_free(&rs);
+    break;
+  }
+  rq_free(lines);
+  rq_free(url);
+  if(rc)
+    page_free(pg);
+  return rc;
+}
+
+/* ------------------------------------------------------------- step */
+static void record_candidate(Call *c, const json_t *last, size_t count)
+{
+  const RqStep *st = c->st;
+  double ms = c->first_ms, t;
+  json_t *u;
+  char *key;
+
+  if(st->since_kind == RQ_SINCE_NONE || !c->all_2xx)
+    return;
+  if(st->since_update_from) {
+    u = rqi_path_get(last, st->since_update_from);
+    if(json_is_string(u) && rq_parse_time(json_string_value(u), &t))
+      ms = t;
+    else if(json_is_number(u)) {
+      t = json_number_value(u);
+      if(t >= 1e12)
+        ms = t;
+      else if(t >= 1e9)
+        ms = t * 1000.0;
+    }
+  }
+  key = since_key(c);
+  rqi_checkpoint_candidate(c->env->run, key, ms, (int)count);
+  rq_free(key);
+}
+
+static int run_single(Call *c)
+{
+  Page pg;
+  long n;
+  int rc;
+
+  rc = fetch_page(c, c->query, 0, &pg);
+  if(rc)
+    return rc;
+  c->all_2xx = pg.status >= 200 && pg.status <= 299;
+  n = count_items(pg.value);
+  record_candidate(c, pg.value, n > 0 ? (size_t)n : 0);
+  rqi_scope_set_response_new(c->env->scope, pg.value, pg.status,
+                             pg.headers);
+  return 0;
+}
+
+static int run_pages(Call *c)
+{
+  RqPager pager;
+  Page pg;
+  json_t *q, *last = NULL, *items;
+  int rc, more;
+
+  rqi_pager_init(&pager, c->st);
+  c->all_2xx = true;
+  for(;;) {
+    q = json_copy(c->query);
+    rqi_pager_params(&pager, q);
+    rc = fetch_page(c, q, pager.page, &pg);
+    json_decref(q);
+    if(rc)
+      break;
+    if(pg.status < 200 || pg.status > 299) {
+      /* A non-2xx page ends pagination; the match sees its body. */
+      c->all_2xx = false;
+      rqi_scope_set_response_new(c->env->scope, pg.value, pg.status,
+                                 pg.headers);
+      break;
+    }
+    more = rqi_pager_feed(&pager, c->env, pg.value, pg.status, pg.headers,
+                          c->what);
+    if(more < 0) {
+      rc = more;
+      page_free(&pg);
+      break;
+    }
+    json_decref(last);
+    last = json_incref(pg.value);
+    if(more == 0) {
+      items = json_incref(pager.items);
+      record_candidate(c, last, json_array_size(items));
+      rqi_scope_set_response_new(c->env->scope, items, pg.status,
+                                 pg.headers);
+      json_decref(pg.value);
+      break;
+    }
+    page_free(&pg);
+  }
+  json_decref(last);
+  rqi_pager_free(&pager);
+  return rc;
+}
+
+int rqi_http_step(const RqEnv *env, const RqStep *st)
+{
+  RqRun *run = env->run;
+  Call c;
+  int rc;
+
+  memset(&c, 0, sizeof(c));
+  c.env = env;
+  c.st = st;
+  c.src = &run->m->sources[st->source];
+  c.base = run->bases && run->bases[st->source] ? run->bases[st->source]
+                                                : "";
+  c.paginated = st->pg_kind != RQ_PG_NONE;
+  c.timeout_ms = st->timeout_ms > 0 ? st->timeout_ms
+               : c.src->timeout_ms > 0 ? c.src->timeout_ms
+               : DEFAULT_TIMEOUT_MS;
+  rqi_exec_format_at(run, st->at, c.at, sizeof(c.at));
+  c.ctx.mission = run->m->name;
+  c.ctx.execution = run->exec_id;
+  c.ctx.action = run->action;
+  c.ctx.at = c.at;
+
+  /* Query layers in §6.3 order: step query (prepare), api_key (with the
+   * auth headers), since; pagination parameters are added per page. */
+  rc = prepare(&c);
+  if(rc == 0)
+    rc = build_headers(&c);
+  if(rc == 0)
+    rc = add_since(&c);
+  if(rc == 0)
+    rc = c.paginated ? run_pages(&c) : run_single(&c);
+  call_free(&c);
+  return rc;
+}

@@ -1,0 +1,109 @@
+#!/bin/sh
+# bench.sh -- `make bench`: figures, never assertions.
+#
+#   1. compile time of missions/ (reqonc -> C -> cc -> link);
+#   2. size of the resulting binary;
+#   3. records/s of a paginated sync of $BENCH_RECORDS records (default
+#      20000, pages of $BENCH_PAGE = 100) from build/fakeapi into a file
+#      store, plus the size of the store file.
+# Always exits 0 unless the tools are missing; failures are printed.
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top" || exit 1
+BUILD=${BUILD:-build}
+PYTHON=${PYTHON:-python3}
+N=${BENCH_RECORDS:-20000}
+P=${BENCH_PAGE:-100}
+work=$BUILD/bench
+rm -rf "$work"
+mkdir -p "$work"
+
+now() { "$PYTHON" -c 'import time; print("%.3f" % time.time())'; }
+elapsed() { "$PYTHON" -c "print('%.3f' % ($2 - $1))"; }
+
+echo "reqonc bench ($(date -u +%Y-%m-%dT%H:%M:%SZ), CFLAGS='${CFLAGS:-}'" \
+  "SANITIZE='${SANITIZE:-}')"
+
+# -- 1, 2: compile missions/
+t0=$(now)
+if "$BUILD/reqonc" missions/ -o "$work/syncd" > "$work/compile.log" 2>&1
+then
+  t1=$(now)
+  echo "compile missions/:      $(elapsed "$t0" "$t1") s"
+  echo "binary size:            $(wc -c < "$work/syncd") bytes"
+  strip -o "$work/syncd.stripped" "$work/syncd" 2>/dev/null &&
+    echo "binary size (stripped): $(wc -c < "$work/syncd.stripped") bytes"
+else
+  echo "compile missions/:      FAILED (see $work/compile.log)"
+fi
+
+# -- 3: a paginated sync of N records into a file store
+pages=$("$PYTHON" - "$N" "$P" "$work/exchanges.json" <<'PY'
+import json, sys
+n, size, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+ex, page = [], 1
+for start in range(0, n + 1, size):   # a final short (maybe empty) page
+    items = [{"id": "r%06d" % i, "name": "record %d" % i, "n": i,
+              "tags": ["a", "b"], "score": i * 0.5}
+             for i in range(start, min(start + size, n))]
+    ex.append({"request": {"path": "/records",
+                           "query": {"page": str(page),
+                                     "size": str(size)}},
+               "response": {"body": {"data": items, "page": page}}})
+    page += 1
+    if len(items) < size:
+        break
+json.dump(ex, open(out, "w"))
+print(len(ex))
+PY
+)
+cat > "$work/bench.reqon" <<EOF2
+mission Bench {
+  source API { auth: none, base: env("BENCH_URL") }
+  store records: file("records")
+
+  action Sync {
+    get "/records" { paginate: page(page, $P, size), maxPages: 100000 }
+    store response -> records { key: .id }
+  }
+}
+EOF2
+if ! "$BUILD/reqonc" "$work/bench.reqon" -o "$work/bench" \
+    > "$work/bench-compile.log" 2>&1; then
+  echo "sync benchmark:         FAILED to compile" \
+    "(see $work/bench-compile.log)"
+  exit 0
+fi
+"$BUILD/fakeapi" --script "$work/exchanges.json" --port-file "$work/port" \
+  --report "$work/report.json" > "$work/fakeapi.log" 2>&1 &
+api=$!
+i=0
+while ! grep -q '^[0-9][0-9]*$' "$work/port" 2>/dev/null; do
+  i=$((i + 1))
+  if [ "$i" -gt 100 ]; then
+    echo "sync benchmark:         fakeapi did not start"
+    kill "$api" 2>/dev/null
+    exit 0
+  fi
+  sleep 0.1
+done
+t0=$(now)
+BENCH_URL=http://127.0.0.1:$(cat "$work/port") "$work/bench" --once \
+  --data-dir "$work/data" > "$work/run.log" 2>&1
+rc=$?
+t1=$(now)
+kill -TERM "$api" 2>/dev/null
+wait "$api" 2>/dev/null
+dt=$(elapsed "$t0" "$t1")
+if [ "$rc" -eq 0 ]; then
+  got=$("$PYTHON" -c \
+    'import json, sys; print(len(json.load(open(sys.argv[1]))))' \
+    "$work/data/records.json" 2>/dev/null || echo "?")
+  echo "sync $N records:     $dt s ($pages pages, $got stored)"
+  "$PYTHON" -c 'import sys; n, d = int(sys.argv[1]), float(sys.argv[2])
+print("records/s:              %.0f" % (n / d if d > 0 else 0))' "$N" "$dt"
+  echo "store file size:        $(wc -c < "$work/data/records.json") bytes"
+else
+  echo "sync $N records:     FAILED (exit $rc, see $work/run.log)"
+fi
+exit 0

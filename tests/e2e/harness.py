@@ -1,0 +1,560 @@
+#!/usr/bin/env python3
+"""harness.py -- run end-to-end cases against build/fakeapi (stdlib only).
+
+A case is a folder in the format of tests/conformance/README.md:
+mission sources (with @BASE@), exchanges.json (the fakeapi script),
+optional args / env / files/, and expect/.  Our own cases may also use
+
+  expect/requests.json   the requests fakeapi must have received, in order:
+                         a list of {"method", "path", "query"}; "query" is
+                         compared like an exchange's query (exact names,
+                         "*", {"regex": ...}, arrays for repeats)
+  expect/files/<rel>     files the data dir (.reqon-data) must contain,
+                         compared as JSON values (ignore-fields applies)
+  expect/files-absent    glob patterns (relative to the data dir) that must
+                         match nothing
+  expect/output-absent   glob patterns (relative to --output) that must
+                         match nothing ("*" = no output at all)
+  expect/stdout.grep, expect/stdout.absent
+                         like the stderr files, for the runs' stdout
+  args: a line may start with "@term=MS": the run is sent SIGTERM after
+        MS milliseconds (daemon mode), then must exit by itself.
+
+usage: harness.py --build DIR --suite NAME [--keep] CASE_DIR...
+
+For each case: start `fakeapi --script --port-file --report`, substitute
+@BASE@, compile with `DIR/reqonc`, run each args line in a fresh work dir
+with a minimal environment, compare, then SIGTERM fakeapi (by pid) and
+check its report.  Prints PASS/FAIL per case, then
+"<suite>: N passed, M failed", and writes "N M" to
+DIR/test-results/<suite>.  Exit status 0 only when every case passed.
+"""
+import argparse
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from urllib.parse import unquote
+
+CASE_CONTROL = {"exchanges.json", "args", "env", "expect", "files"}
+PASS_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR",
+            "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS")
+COMPILE_TIMEOUT = 300    # seconds; reqonc runs cc, slow under sanitizers
+RUN_TIMEOUT = 120        # seconds per syncd run
+SERVER_START = 15        # seconds to wait for fakeapi's port file
+SERVER_STOP = 15         # seconds to wait for fakeapi's report
+
+
+def canon(v):
+    """Canonical JSON text: arrays in order, object keys sorted.  json
+    keeps 10 and 10.0 apart (int vs float), as the case format wants."""
+    return json.dumps(v, sort_keys=True)
+
+
+def strip_fields(v, ignore):
+    if isinstance(v, list):
+        return [strip_fields(x, ignore) for x in v]
+    if isinstance(v, dict):
+        return {k: strip_fields(x, ignore) for k, x in v.items()
+                if k not in ignore}
+    return v
+
+
+def read_text(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def read_lines(path):
+    """Non-blank lines of an optional file ([] when it does not exist)."""
+    if not os.path.exists(path):
+        return []
+    return [l for l in read_text(path).splitlines() if l.strip()]
+
+
+def subst_tree(root, base):
+    """Replace @BASE@ in every text file under root, in place."""
+    for d, _, files in os.walk(root):
+        for fn in files:
+            p = os.path.join(d, fn)
+            try:
+                txt = read_text(p)
+            except (UnicodeDecodeError, OSError):
+                continue          # binary files are copied as they are
+            if "@BASE@" in txt:
+                with open(p, "w", encoding="utf-8") as f:
+                    f.write(txt.replace("@BASE@", base))
+
+
+def kill_group(proc):
+    """SIGKILL a child started with start_new_session, and its children."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def run_bounded(cmd, timeout, term_after=None, **kw):
+    """subprocess.run with a timeout that also kills grandchildren (cc,
+    ld...).  With term_after (seconds), SIGTERM is sent to the process
+    (not its group: the daemon must stop its own children) at that time.
+    Returns (returncode or None on timeout, stdout, stderr)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True,
+                            **kw)
+    try:
+        if term_after is not None:
+            try:
+                out, err = proc.communicate(timeout=term_after)
+                return proc.returncode, out.decode("utf-8", "replace"), \
+                    err.decode("utf-8", "replace")
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=timeout)
+        return proc.returncode, out.decode("utf-8", "replace"), \
+            err.decode("utf-8", "replace")
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        out, err = proc.communicate()
+        return None, out.decode("utf-8", "replace"), \
+            err.decode("utf-8", "replace")
+
+
+# ------------------------------------------------------------ fakeapi
+
+class FakeApi:
+    """One fakeapi process for one case."""
+
+    def __init__(self, exe, script, work):
+        self.exe = exe
+        self.script = script
+        self.port_file = os.path.join(work, "fakeapi.port")
+        self.report_file = os.path.join(work, "fakeapi.report.json")
+        self.log = open(os.path.join(work, "fakeapi.log"), "wb")
+        self.proc = None
+        self.port = None
+
+    def start(self):
+        """Starts the server; returns None or a problem string."""
+        self.proc = subprocess.Popen(
+            [self.exe, "--script", self.script, "--port-file",
+             self.port_file, "--report", self.report_file],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
+            start_new_session=True)
+        deadline = time.monotonic() + SERVER_START
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return "fakeapi exited with %d before listening" % \
+                    self.proc.returncode
+            try:
+                txt = read_text(self.port_file).strip()
+                # The file may be seen half-written; wait for a number.
+                if txt.isdigit() and 0 < int(txt) < 65536:
+                    self.port = int(txt)
+                    return None
+            except OSError:
+                pass
+            time.sleep(0.02)
+        kill_group(self.proc)
+        return "fakeapi did not write its port file in %ds" % SERVER_START
+
+    def base(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def stop(self):
+        """SIGTERM by pid and read the report.  Returns (report or None,
+        problem string or None).  Never leaves the process behind."""
+        if self.proc is None:
+            return None, "fakeapi was not started"
+        problem = None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=SERVER_STOP)
+            except subprocess.TimeoutExpired:
+                kill_group(self.proc)
+                problem = "fakeapi ignored SIGTERM for %ds" % SERVER_STOP
+        else:
+            problem = "fakeapi died during the case (status %d)" % \
+                self.proc.returncode
+        if problem is None and self.proc.returncode != 0:
+            problem = "fakeapi exited with status %d" % self.proc.returncode
+        self.log.close()
+        try:
+            with open(self.report_file, encoding="utf-8") as f:
+                return json.load(f), problem
+        except (OSError, ValueError) as e:
+            return None, problem or ("fakeapi report unreadable: %s" % e)
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            kill_group(self.proc)
+        if not self.log.closed:
+            self.log.close()
+
+
+# ------------------------------------------------- request comparison
+
+def norm_query(q):
+    """A request's query as {name: [values]}, whatever shape fakeapi
+    reports it in: a raw query string, or an object of strings or lists.
+    Percent-decoding keeps '+' as '+' (RFC 3986)."""
+    out = {}
+    if q is None:
+        return out
+    if isinstance(q, str):
+        q = q[1:] if q.startswith("?") else q
+        for part in q.split("&") if q else []:
+            k, _, v = part.partition("=")
+            out.setdefault(unquote(k), []).append(unquote(v))
+        return out
+    if isinstance(q, dict):
+        for k, v in q.items():
+            if isinstance(v, list):
+                out[k] = [str(x) for x in v]
+            elif v is None:
+                out[k] = [""]
+            else:
+                out[k] = [str(v)]
+    return out
+
+
+def value_ok(want, got):
+    """got: list of the parameter's values."""
+    if isinstance(want, list):
+        return got == want
+    if len(got) != 1:
+        return False              # a repeated parameter matches only a list
+    g = got[0]
+    if want == "*":
+        return True
+    if isinstance(want, dict) and "regex" in want:
+        return re.fullmatch(want["regex"], g) is not None
+    return g == want
+
+
+def request_diff(want, got):
+    """Returns None when request `got` (from the report) satisfies `want`
+    (from expect/requests.json), else a reason."""
+    m = want.get("method", "GET").upper()
+    if str(got.get("method", "")).upper() != m:
+        return "method %s, want %s" % (got.get("method"), m)
+    gpath = got.get("path", "")
+    if "?" in gpath and "query" not in got:
+        gpath, _, gq = gpath.partition("?")
+        got = dict(got, query=gq)
+    if gpath != want.get("path"):
+        return "path %s, want %s" % (gpath, want.get("path"))
+    if "query" in want:
+        gq = norm_query(got.get("query"))
+        wq = want["query"]
+        if set(gq) != set(wq):
+            return "query names %s, want %s" % (sorted(gq), sorted(wq))
+        for k, v in wq.items():
+            if not value_ok(v, gq[k]):
+                return "query %s=%s, want %s" % (k, json.dumps(gq[k]),
+                                                 json.dumps(v))
+    return None
+
+
+def describe(req):
+    q = req.get("query")
+    if isinstance(q, (dict, list)):
+        q = json.dumps(q)
+    return "%s %s %s" % (req.get("method"), req.get("path"), q or "")
+
+
+# ----------------------------------------------------------- one case
+
+class Case:
+    def __init__(self, path, build, suite, keep):
+        self.path = os.path.abspath(path.rstrip("/"))
+        self.name = os.path.basename(self.path)
+        self.build = build
+        self.keep = keep
+        self.work = os.path.join(build, "test-work", suite, self.name)
+        self.exp = os.path.join(self.path, "expect")
+        self.problems = []
+        self.stderr = ""
+        self.stdout = ""
+
+    def expfile(self, n):
+        p = os.path.join(self.exp, n)
+        return p if os.path.exists(p) else None
+
+    def fail(self, msg):
+        self.problems.append(msg)
+
+    def run(self):
+        shutil.rmtree(self.work, ignore_errors=True)
+        os.makedirs(self.work)
+        compile_only = self.expfile("compile-exit") is not None
+        server = None
+        try:
+            if compile_only:
+                # Diagnostics cases never reach the network; any base will
+                # do, and it keeps column numbers stable.
+                self.compile_and_check("http://127.0.0.1:9")
+                return
+            script = os.path.join(self.path, "exchanges.json")
+            if not os.path.exists(script):
+                script = os.path.join(self.work, "exchanges.json")
+                with open(script, "w") as f:
+                    f.write("[]\n")  # no HTTP expected: any request fails
+            server = FakeApi(os.path.join(self.build, "fakeapi"), script,
+                             self.work)
+            err = server.start()
+            if err:
+                self.fail(err)
+                return
+            exe = self.compile_and_check(server.base())
+            if exe:
+                self.run_all(exe, server.base())
+            report, err = server.stop()
+            if err:
+                self.fail(err)
+            if report is not None and exe:
+                # (Unused exchanges are no news when nothing could run.)
+                self.check_report(report)
+            if exe:
+                self.check_outputs()
+            if self.problems and self.stdout:
+                self.fail("stdout tail:\n" + self.stdout[-800:])
+            if self.problems and self.stderr:
+                self.fail("stderr tail:\n" + self.stderr[-1500:])
+        except Exception as e:  # a crash of the harness is a failure
+            self.fail("harness error: %r" % e)
+        finally:
+            if server is not None:
+                server.kill()
+            if not self.problems and not self.keep:
+                shutil.rmtree(self.work, ignore_errors=True)
+
+    # -- compile
+    def compile_and_check(self, base):
+        """Copies and compiles the sources.  Returns the executable path,
+        or None (also for compile-only cases, after checking them)."""
+        src = os.path.join(self.work, "src")
+        os.makedirs(src)
+        for fn in sorted(os.listdir(self.path)):
+            if fn in CASE_CONTROL:
+                continue
+            s, d = os.path.join(self.path, fn), os.path.join(src, fn)
+            if os.path.isdir(s):
+                shutil.copytree(s, d)
+            else:
+                shutil.copy(s, d)
+        subst_tree(src, base)
+        exe = os.path.join(self.work, "syncd")
+        reqonc = os.path.join(self.build, "reqonc")
+        rc, _, err = run_bounded([reqonc, src, "-o", exe], COMPILE_TIMEOUT,
+                                 cwd=self.work)
+        if rc is None:
+            self.fail("reqonc timed out after %ds" % COMPILE_TIMEOUT)
+            return None
+        want = self.expfile("compile-exit")
+        if want:
+            want_rc = int(read_text(want).strip())
+            if rc != want_rc:
+                self.fail("reqonc exit %d, want %d" % (rc, want_rc))
+            for pat in read_lines(os.path.join(self.exp,
+                                               "compile-stderr.grep")):
+                if not re.search(pat, err, re.M):
+                    self.fail("reqonc stderr lacks /%s/" % pat)
+            if self.problems:
+                self.fail("reqonc stderr:\n" + err[-1500:])
+            return None
+        if rc != 0 or not os.path.exists(exe):
+            self.fail("reqonc failed (%d):\n%s" % (rc, err[-2000:]))
+            return None
+        return exe
+
+    # -- runs
+    def env_for(self, base):
+        env = {k: os.environ[k] for k in PASS_ENV if k in os.environ}
+        env["REQON_TEST_BASE"] = base
+        for line in read_lines(os.path.join(self.path, "env")):
+            if "=" in line:
+                k, v = line.split("=", 1)
+                env[k.strip()] = v.strip().replace("@BASE@", base)
+        return env
+
+    def run_all(self, exe, base):
+        run_dir = os.path.join(self.work, "run")
+        os.makedirs(run_dir)
+        files = os.path.join(self.path, "files")
+        if os.path.isdir(files):
+            shutil.copytree(files, run_dir, dirs_exist_ok=True)
+            subst_tree(run_dir, base)
+        runs = [l.split() for l in read_lines(os.path.join(self.path,
+                                                           "args"))]
+        if not runs:
+            runs = [["--once"]]
+        exits = []
+        if self.expfile("exit"):
+            exits = [int(x) for x in read_text(self.expfile("exit")).split()]
+        env = self.env_for(base)
+        self.out_dir = os.path.join(self.work, "out")
+        for i, args in enumerate(runs):
+            shutil.rmtree(self.out_dir, ignore_errors=True)
+            term = None
+            if args and args[0].startswith("@term="):
+                term = int(args[0][len("@term="):]) / 1000.0
+                args = args[1:]
+            cmd = [exe] + args + ["--data-dir", "./.reqon-data",
+                                  "--output", self.out_dir]
+            rc, out, err = run_bounded(cmd, RUN_TIMEOUT, term_after=term,
+                                       cwd=run_dir, env=env,
+                                       stdin=subprocess.DEVNULL)
+            self.stderr += err
+            self.stdout += out
+            with open(os.path.join(self.work, "run%d.log" % (i + 1)),
+                      "w") as f:
+                f.write("$ %s\n--- stdout\n%s--- stderr\n%s" %
+                        (" ".join(cmd), out, err))
+            want = exits[i] if i < len(exits) else 0
+            if rc is None:
+                self.fail("run %d: timed out after %ds" % (i + 1,
+                                                          RUN_TIMEOUT))
+            elif rc != want:
+                self.fail("run %d (%s): exit %d, want %d" %
+                          (i + 1, " ".join(args), rc, want))
+        self.run_dir = run_dir
+
+    # -- comparisons
+    def ignore(self):
+        p = self.expfile("ignore-fields")
+        return set(read_text(p).split()) if p else set()
+
+    def compare_tree(self, exp_root, got_root, what):
+        ignore = self.ignore()
+        for d, _, files in os.walk(exp_root):
+            for fn in sorted(files):
+                rel = os.path.relpath(os.path.join(d, fn), exp_root)
+                got_p = os.path.join(got_root, rel)
+                if not os.path.exists(got_p):
+                    self.fail("missing %s %s" % (what, rel))
+                    continue
+                with open(os.path.join(d, fn), "rb") as f:
+                    raw = f.read()
+                try:
+                    want = json.loads(raw.decode("utf-8"))
+                except ValueError:
+                    # Not JSON (e.g. a corrupt store that must be left
+                    # alone): compare the bytes.
+                    with open(got_p, "rb") as f:
+                        if f.read() != raw:
+                            self.fail("%s %s changed (want its bytes "
+                                      "unchanged)" % (what, rel))
+                    continue
+                try:
+                    with open(got_p, encoding="utf-8") as f:
+                        got = json.load(f)
+                except ValueError as e:
+                    self.fail("%s %s is not JSON: %s" % (what, rel, e))
+                    continue
+                g = canon(strip_fields(got, ignore))
+                w = canon(strip_fields(want, ignore))
+                if g != w:
+                    self.fail("%s %s differs:\n  got  %s\n  want %s" %
+                              (what, rel, g[:800], w[:800]))
+
+    def check_outputs(self):
+        if not hasattr(self, "run_dir"):
+            return
+        out_exp = os.path.join(self.exp, "output")
+        if os.path.isdir(out_exp):
+            self.compare_tree(out_exp, self.out_dir, "output")
+        data = os.path.join(self.run_dir, ".reqon-data")
+        files_exp = os.path.join(self.exp, "files")
+        if os.path.isdir(files_exp):
+            self.compare_tree(files_exp, data, "data file")
+        for name, root in (("files-absent", data),
+                           ("output-absent", self.out_dir)):
+            for pat in read_lines(os.path.join(self.exp, name)):
+                hits = glob.glob(os.path.join(root, pat.strip()))
+                if hits:
+                    self.fail("%s: %s exists" % (name, os.path.relpath(
+                        hits[0], self.work)))
+        for stream, text in (("stderr", self.stderr),
+                             ("stdout", self.stdout)):
+            for pat in read_lines(os.path.join(self.exp, stream + ".grep")):
+                if not re.search(pat, text, re.M):
+                    self.fail("%s lacks /%s/" % (stream, pat))
+            for pat in read_lines(os.path.join(self.exp,
+                                               stream + ".absent")):
+                if re.search(pat, text, re.M):
+                    self.fail("%s must not contain /%s/" % (stream, pat))
+
+    def check_report(self, report):
+        unexpected = report.get("unexpected") or []
+        if unexpected:
+            self.fail("server got %d unexpected request(s), first: %s" %
+                      (len(unexpected), describe(unexpected[0])))
+        pending = report.get("pending") or []
+        if pending:
+            self.fail("%d expected exchange(s) never used: indices %s" %
+                      (len(pending), pending[:10]))
+        want_p = self.expfile("requests.json")
+        if not want_p:
+            return
+        with open(want_p, encoding="utf-8") as f:
+            want = json.load(f)
+        got = report.get("requests") or []
+        for i, w in enumerate(want):
+            if i >= len(got):
+                self.fail("request %d never came: want %s" %
+                          (i + 1, describe(w)))
+                break
+            why = request_diff(w, got[i])
+            if why:
+                self.fail("request %d: %s (got %s)" % (i + 1, why,
+                                                       describe(got[i])))
+        if len(got) > len(want):
+            self.fail("%d request(s) more than expected, first extra: %s" %
+                      (len(got) - len(want), describe(got[len(want)])))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.environ.get("BUILD", "build"))
+    ap.add_argument("--suite", required=True)
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the work dirs of passing cases too")
+    ap.add_argument("cases", nargs="*")
+    a = ap.parse_args()
+    build = os.path.abspath(a.build)
+    passed = failed = 0
+    for c in a.cases:
+        case = Case(c, build, a.suite, a.keep)
+        t0 = time.monotonic()
+        case.run()
+        dt = time.monotonic() - t0
+        if case.problems:
+            failed += 1
+            print("FAIL %s (%.1fs, kept in %s)" % (case.name, dt, case.work))
+            for p in case.problems:
+                print("     " + p.replace("\n", "\n     "))
+        else:
+            passed += 1
+            print("PASS %s (%.1fs)" % (case.name, dt))
+        sys.stdout.flush()
+    print("%s: %d passed, %d failed" % (a.suite, passed, failed))
+    res = os.path.join(build, "test-results")
+    os.makedirs(res, exist_ok=True)
+    with open(os.path.join(res, a.suite), "w") as f:
+        f.write("%d %d\n" % (passed, failed))
+    sys.exit(0 if failed == 0 else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+#!/bin/sh
+# run-examples.sh -- examples/ and missions/ are tests, so none of them rot.
+# Called by `make test-examples` with BUILD, CC, SANITIZE, CFLAGS, PYTHON.
+#
+#   1. `reqonc --check -Werror` on every example: each examples/*.reqon
+#      file alone, each examples/<dir>/ as a whole (mission folders), and
+#      missions/ as a whole (it is compiled as one unit);
+#   2. one example and missions/ compiled to binaries, with -Werror for
+#      both reqonc's own warnings and the C compiler (--cflags);
+#   3. the missions binary must list its missions and run the offline
+#      health check (--once --mission HealthCheck) in a scratch data dir.
+#
+# Prints PASS/FAIL per check and "examples: N passed, M failed"; writes
+# "N M" to $BUILD/test-results/examples.
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD:-build}
+case $BUILD in /*) ;; *) BUILD=$top/$BUILD ;; esac
+REQONC=$BUILD/reqonc
+WERROR_CFLAGS=${WERROR_CFLAGS:--Wall -Werror}
+work=$BUILD/test-work/examples
+rm -rf "$work"
+mkdir -p "$work" "$BUILD/test-results"
+if [ -n "${SANITIZE:-}" ]; then
+  ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1}
+  UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+  export ASAN_OPTIONS UBSAN_OPTIONS
+fi
+
+passed=0
+failed=0
+
+# check NAME COMMAND...: runs COMMAND (3-minute limit), output to a log.
+check() {
+  name=$1
+  shift
+  log=$work/$(echo "$name" | tr '/ ' '__').log
+  if timeout 180 "$@" > "$log" 2>&1; then
+    passed=$((passed + 1))
+    echo "PASS $name"
+  else
+    failed=$((failed + 1))
+    echo "FAIL $name (exit $?): $*"
+    sed 's/^/     /' "$log" | tail -n 30
+  fi
+}
+
+cd "$top" || exit 1
+for f in examples/*.reqon examples/*/; do
+  [ -e "$f" ] || continue
+  check "check ${f%/}" "$REQONC" --check -Werror "$f"
+done
+check "check missions/" "$REQONC" --check -Werror missions/
+
+# The first example (in sorted order) all the way to a binary.
+first=""
+for f in examples/*.reqon; do
+  [ -e "$f" ] && first=$f && break
+done
+if [ -n "$first" ]; then
+  check "build $first" "$REQONC" -Werror --cflags "$WERROR_CFLAGS" \
+    "$first" -o "$work/example"
+fi
+check "build missions/" "$REQONC" -Werror --cflags "$WERROR_CFLAGS" \
+  missions/ -o "$work/syncd"
+if [ -x "$work/syncd" ]; then
+  check "syncd --list" "$work/syncd" --list --data-dir "$work/data"
+  check "syncd --once --mission HealthCheck" "$work/syncd" --once \
+    --mission HealthCheck --data-dir "$work/data"
+  check "health store written" test -s "$work/data/health.json"
+fi
+
+echo "examples: $passed passed, $failed failed"
+echo "$passed $failed" > "$BUILD/test-results/examples"
+[ "$failed" -eq 0 ]
