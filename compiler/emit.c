@@ -723,6 +723,40 @@ static void emit_quote(Emit *e, Str *s, const Node *n)
     STR_LIT(s, "...");
 }
 
+/* Appends a generated function body with its indentation recomputed from
+ * the braces, so nested branches read like hand-written C.  Statements
+ * are generated flat; only "{" / "}" line ends and braceless if-bodies
+ * change the depth. */
+static void reindent(Str *s, const char *body)
+{
+  int depth = 1;
+  bool braceless_if = false;
+  const char *p = body;
+  while(*p) {
+    const char *nl = strchr(p, '\n');
+    size_t len = nl ? (size_t)(nl - p) : strlen(p);
+    const char *q = p;
+    while(q < p + len && *q == ' ')
+      q++;
+    size_t n = len - (size_t)(q - p);
+    if(n > 0 && q[0] == '#') {            /* #line: column 0 */
+      str_add(s, q, n);
+    } else if(n > 0) {
+      if(q[0] == '}')
+        depth--;
+      int d = depth + (braceless_if ? 1 : 0);
+      for(int i = 0; i < d; i++)
+        STR_LIT(s, "  ");
+      str_add(s, q, n);
+      braceless_if = strncmp(q, "if(", 3) == 0 && q[n - 1] != '{';
+      if(q[n - 1] == '{')
+        depth++;
+    }
+    STR_LIT(s, "\n");
+    p += len + (nl ? 1 : 0);
+  }
+}
+
 /* Generates a whole RqExprFn for expression n; returns its name. The path
  * flag selects the placeholder treatment of string-literal HTTP paths. */
 static const char *gen_function_ex(Emit *e, const Node *n, const char *what,
@@ -744,7 +778,7 @@ static const char *gen_function_ex(Emit *e, const Node *n, const char *what,
              name);
   str_printf(s, "  json_t *t[%d] = { NULL };\n  int rc = 0;\n  (void)env;\n",
              f.n_temps);
-  str_add(s, f.body.data, f.body.len);
+  reindent(s, f.body.data ? f.body.data : "");
   if(!e->opt->no_line && f.cur_line >= 0)
     STR_LIT(s, "#line @C@\n");  /* resolved in emit_program */
   str_printf(s, "  *out = t[%d];\n  t[%d] = NULL;\n", r, r);

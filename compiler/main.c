@@ -19,7 +19,8 @@
 #include "reqonc.h"
 #include "reqon.tab.h"   /* lex_dump_tokens() */
 
-enum { EXIT_OK = 0, EXIT_INPUT = 1, EXIT_USAGE = 2, EXIT_UNREADABLE = 3 };
+enum { EXIT_OK = 0, EXIT_INPUT = 1, EXIT_USAGE = 2, EXIT_UNREADABLE = 3,
+       EXIT_CC = 4 };
 
 typedef struct {
   const char *out;          /* -o */
@@ -226,6 +227,12 @@ static int write_c(Compilation *c, const char *path, FILE *f, Options *o)
 
 static int emit_to_dir(Compilation *c, Options *o)
 {
+  /* "--emit-c -" writes to stdout (golden tests of the emitter) */
+  if(strcmp(o->emit_dir, "-") == 0) {
+    o->emit.c_name = "missions.c";
+    emit_program(c, stdout, &o->emit);
+    return fflush(stdout) == 0 ? EXIT_OK : EXIT_UNREADABLE;
+  }
   if(make_dirs(o->emit_dir) != 0) {
     diag_plain(c, "cannot create directory '%s': %s", o->emit_dir,
                strerror(errno));
@@ -267,7 +274,8 @@ static int build(Compilation *c, Options *o)
   int rc = write_c(c, path, f, o);
   if(rc == 0)
     rc = cc_build(&o->cc, path, o->out);
-  if(o->cc.keep_c)
+  /* C that failed to compile is kept: it is what a bug report needs */
+  if(o->cc.keep_c || rc == EXIT_CC)
     fprintf(stderr, "reqonc: note: generated C kept in '%s'\n", path);
   else
     unlink(path);
