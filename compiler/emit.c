@@ -102,7 +102,15 @@ static void emit_bug(const char *what)
 /* The one function that writes a C string literal: escapes \ " ? and
  * every byte outside printable ASCII (octal, so a following digit can
  * never join the escape), and splits long literals across lines. */
+static void emit_cstring_ex(Str *s, const char *p, size_t n, bool wrap);
+
 static void emit_cstring(Str *s, const char *p, size_t n)
+{
+  emit_cstring_ex(s, p, n, true);
+}
+
+/* wrap=false for #line, where a literal must stay one piece. */
+static void emit_cstring_ex(Str *s, const char *p, size_t n, bool wrap)
 {
   STR_LIT(s, "\"");
   size_t col = 0;
@@ -126,7 +134,7 @@ static void emit_cstring(Str *s, const char *p, size_t n)
       str_add(s, tmp, 1);
       col++;
     }
-    if(col >= 60 && i + 1 < n) {
+    if(wrap && col >= 60 && i + 1 < n) {
       STR_LIT(s, "\"\n    \"");
       col = 0;
     }
@@ -230,7 +238,8 @@ static void fn_line(Emit *e, Fn *f, Loc loc)
   f->cur_file = loc.file;
   f->cur_line = line;
   str_printf(&f->body, "#line %d ", line);
-  emit_cstr0(&f->body, e->c->files[loc.file].path);
+  const char *path = e->c->files[loc.file].path;
+  emit_cstring_ex(&f->body, path, strlen(path), false);
   STR_LIT(&f->body, "\n");
 }
 

@@ -356,8 +356,10 @@ class Case:
         subst_tree(src, base)
         exe = os.path.join(self.work, "syncd")
         reqonc = os.path.join(self.build, "reqonc")
-        rc, _, err = run_bounded([reqonc, src, "-o", exe], COMPILE_TIMEOUT,
-                                 cwd=self.work)
+        # Relative paths, as a user would type them: diagnostics then read
+        # "src/mission.reqon:3:5: ...".
+        rc, _, err = run_bounded([reqonc, "src", "-o", "syncd"],
+                                 COMPILE_TIMEOUT, cwd=self.work)
         if rc is None:
             self.fail("reqonc timed out after %ds" % COMPILE_TIMEOUT)
             return None

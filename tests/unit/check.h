@@ -13,6 +13,7 @@
 static int check_passed;
 static int check_failed;
 
+__attribute__((unused))
 static void check_result(int ok, const char *file, int line,
                          const char *expr)
 {
@@ -24,6 +25,7 @@ static void check_result(int ok, const char *file, int line,
   fprintf(stderr, "%s:%d: check failed: %s\n", file, line, expr);
 }
 
+__attribute__((unused))
 static void check_streq(const char *a, const char *b, const char *file,
                         int line, const char *expr)
 {
@@ -34,6 +36,7 @@ static void check_streq(const char *a, const char *b, const char *file,
             b ? b : "(null)");
 }
 
+__attribute__((unused))
 static void check_strfree(char *a, const char *b, const char *file,
                           int line, const char *expr)
 {
@@ -46,6 +49,7 @@ static void check_strfree(char *a, const char *b, const char *file,
 #define CHECK_STRFREE(a, b) check_strfree((a), (b), __FILE__, __LINE__, #a)
 
 /* Prints the summary line; returns the exit status for main. */
+__attribute__((unused))
 static int check_report(void)
 {
   printf("%d passed, %d failed\n", check_passed, check_failed);

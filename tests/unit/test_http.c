@@ -8,6 +8,7 @@
  * request, none pending).  The fakeapi binary is $FAKEAPI, else
  * $BUILD/fakeapi, else build/fakeapi.
  */
+#include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -679,6 +680,12 @@ static void test_interrupt(void)
     "503,\"body\":1}}]");
 }
 
+static int rm_entry(const char *path, const struct stat *sb, int flag,
+                    struct FTW *ftw)
+{
+  return remove(path);
+}
+
 int main(void)
 {
   char data[300];
@@ -714,5 +721,6 @@ int main(void)
   rqi_http_global_cleanup();
   rqi_store_shutdown();
   rqi_log_shutdown();
+  nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
   return check_report();
 }
