@@ -69,7 +69,9 @@ $(BUILD)/compiler/%.o: compiler/%.c $(GEN)/reqon.tab.h $(GEN)/reqon.lex.h
 	@mkdir -p $(dir $@)
 	$(V)$(CC) $(ALL_CFLAGS) -Icompiler -Iruntime -I$(GEN) \
 	  -DRQ_DEP_LIBS='"$(DEPS_LIBS) -lm -lpthread"' \
-	  -DRQ_BUILD_FLAGS='"$(SAN_FLAGS)"' -c -o $@ $<
+	  -DRQ_BUILD_FLAGS='"$(SAN_FLAGS)"' \
+	  -DRQ_BUILD_INCDIR='"$(abspath runtime)"' \
+	  -DRQ_BUILD_LIBDIR='"$(abspath $(BUILD))"' -c -o $@ $<
 $(BUILD)/reqonc: $(COMPILER_OBJ)
 	$(V)$(CC) $(ALL_LDFLAGS) -o $@ $^
 

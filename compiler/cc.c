@@ -8,7 +8,9 @@
  *      in DIR (or DIR/include/reqon + DIR/lib/reqon, an install prefix);
  *   2. relative to this executable: <exe>/../include/reqon and
  *      <exe>/../lib/reqon (an installed reqonc, so installs relocate);
- *   3. the build tree: <exe>/../runtime and <exe>/ (build/reqonc).
+ *   3. the build tree: <exe>/../runtime and <exe>/ (build/reqonc);
+ *   4. the source and build directories reqonc was built from (a BUILD
+ *      directory outside the source tree).
  * RQ_BUILD_FLAGS (sanitizer flags of the build that produced reqonc) are
  * always passed, so a sanitized runtime library gets sanitized callers.
  * $CC, $CFLAGS and $LDFLAGS are honoured (a sanitizer build of the tests
@@ -129,7 +131,13 @@ static bool find_runtime(const CcOptions *o, char *inc, char *lib)
   if(try_dirs(a, b, inc, lib))
     return true;
   snprintf(a, sizeof a, "%s/../runtime", exe);
-  return try_dirs(a, exe, inc, lib);
+  if(try_dirs(a, exe, inc, lib))
+    return true;
+#if defined(RQ_BUILD_INCDIR) && defined(RQ_BUILD_LIBDIR)
+  return try_dirs(RQ_BUILD_INCDIR, RQ_BUILD_LIBDIR, inc, lib);
+#else
+  return false;
+#endif
 }
 
 static void print_cmd(FILE *f, const Cmd *c)

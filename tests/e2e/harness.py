@@ -297,12 +297,15 @@ class Case:
     def run(self):
         shutil.rmtree(self.work, ignore_errors=True)
         os.makedirs(self.work)
+        if not os.path.isdir(self.path):
+            self.fail("no such case directory: %s" % self.path)
+            return
         compile_only = self.expfile("compile-exit") is not None
         server = None
         try:
             if compile_only:
-                # Diagnostics cases never reach the network; any base will
-                # do, and it keeps column numbers stable.
+                # Diagnostics cases never run anything: no server; any
+                # well-formed base URL will do.
                 self.compile_and_check("http://127.0.0.1:9")
                 return
             script = os.path.join(self.path, "exchanges.json")
