@@ -40,7 +40,7 @@ RUNTIME_SRC = $(wildcard runtime/*.c)
 RUNTIME_OBJ = $(RUNTIME_SRC:%.c=$(BUILD)/%.o)
 
 .PHONY: all test check test-unit test-golden test-e2e test-examples \
-        test-conformance missions install uninstall clean bench lint
+        test-conformance test-install missions install uninstall clean bench lint
 
 all: $(BUILD)/reqonc $(BUILD)/libreqonrt.a
 
@@ -100,6 +100,7 @@ test check: all $(BUILD)/fakeapi
 	-$(V)$(MAKE) --no-print-directory test-e2e
 	-$(V)$(MAKE) --no-print-directory test-conformance
 	-$(V)$(MAKE) --no-print-directory test-examples
+	-$(V)$(MAKE) --no-print-directory test-install
 	$(V)sh tests/summary.sh $(BUILD)/test-results
 
 test-unit: all $(BUILD)/fakeapi
@@ -112,6 +113,8 @@ test-conformance: all $(BUILD)/fakeapi
 	$(V)$(TEST_ENV) sh tests/run-conformance.sh
 test-examples: all
 	$(V)$(TEST_ENV) sh tests/run-examples.sh
+test-install: all
+	$(V)$(TEST_ENV) sh tests/run-install.sh
 
 missions: all
 	$(V)$(BUILD)/reqonc missions/ -o $(BUILD)/syncd

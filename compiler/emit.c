@@ -75,6 +75,10 @@ static void str_add(Str *s, const char *p, size_t n)
   s->data[s->len] = '\0';
 }
 
+/* A zeroed array of n elements like *p, from the compilation arena (freed
+ * with everything else at the end of main). */
+#define ZALLOC(e, n, p) arena_alloc((e)->c->arena, (n) * sizeof *(p))
+
 /* Appends a string literal (its length is known at compile time). */
 #define STR_LIT(s, lit) str_add((s), (lit), sizeof(lit) - 1)
 
@@ -823,7 +827,7 @@ static const char *gen_kv(Emit *e, const Node *obj, const char *what,
     n++;
   if(n == 0)
     return NULL;
-  const char **fns = calloc(n, sizeof *fns);
+  const char **fns = ZALLOC(e, n, fns);
   size_t i = 0;
   for(const Node *en = obj->body; en; en = en->next)
     fns[i++] = gen_function(e, en->a, what);
@@ -840,7 +844,6 @@ static const char *gen_kv(Emit *e, const Node *obj, const char *what,
     str_printf(s, ", %zu, %s },\n", strlen(k), fns[i++]);
   }
   STR_LIT(s, "};\n\n");
-  free(fns);
   *count = n;
   return name;
 }
@@ -916,7 +919,7 @@ static const char *gen_assumes(Emit *e, const Node *list, size_t *count)
   *count = n;
   if(n == 0)
     return NULL;
-  const char **fns = calloc(n, sizeof *fns);
+  const char **fns = ZALLOC(e, n, fns);
   size_t i = 0;
   for(const Node *a = list; a; a = a->next)
     fns[i++] = gen_function(e, a->a, "assume");
@@ -934,7 +937,6 @@ static const char *gen_assumes(Emit *e, const Node *list, size_t *count)
     STR_LIT(s, " },\n");
   }
   STR_LIT(s, "};\n\n");
-  free(fns);
   return name;
 }
 
@@ -946,9 +948,9 @@ static const char *gen_arms(Emit *e, const Node *list, size_t *count)
   *count = n;
   if(n == 0)
     return NULL;
-  const char **guards = calloc(n, sizeof *guards);
-  const char **steps = calloc(n, sizeof *steps);
-  size_t *nsteps = calloc(n, sizeof *nsteps);
+  const char **guards = ZALLOC(e, n, guards);
+  const char **steps = ZALLOC(e, n, steps);
+  size_t *nsteps = ZALLOC(e, n, nsteps);
   size_t i = 0;
   for(const Node *a = list; a; a = a->next, i++) {
     guards[i] = a->cond ? gen_function(e, a->cond, "arm guard") : "NULL";
@@ -973,9 +975,6 @@ static const char *gen_arms(Emit *e, const Node *list, size_t *count)
     STR_LIT(s, " },\n");
   }
   STR_LIT(s, "};\n\n");
-  free(guards);
-  free(steps);
-  free(nsteps);
   return name;
 }
 
@@ -1222,7 +1221,7 @@ static const char *gen_steps(Emit *e, const Node *list, const char *what,
   *count = n;
   if(n == 0)
     return NULL;
-  StepParts *parts = calloc(n, sizeof *parts);
+  StepParts *parts = ZALLOC(e, n, parts);
   size_t i = 0;
   for(const Node *st = list; st; st = st->next)
     gen_step_parts(e, st, &parts[i++]);
@@ -1235,7 +1234,6 @@ static const char *gen_steps(Emit *e, const Node *list, const char *what,
   for(const Node *st = list; st; st = st->next)
     emit_step(e, s, st, &parts[i++]);
   STR_LIT(s, "};\n\n");
-  free(parts);
   return name;
 }
 
@@ -1276,9 +1274,9 @@ static const char *gen_sources(Emit *e, Mission *m)
   int n = m->sources.len;
   if(n == 0)
     return NULL;
-  const char **base = calloc((size_t)n, sizeof *base);
-  const char **hdr = calloc((size_t)n, sizeof *hdr);
-  size_t *nh = calloc((size_t)n, sizeof *nh);
+  const char **base = ZALLOC(e, (size_t)n, base);
+  const char **hdr = ZALLOC(e, (size_t)n, hdr);
+  size_t *nh = ZALLOC(e, (size_t)n, nh);
   for(int i = 0; i < n; i++) {
     Node *src = m->sources.data[i];
     const SourceOpts *so = src->src;
@@ -1323,9 +1321,6 @@ static const char *gen_sources(Emit *e, Mission *m)
     STR_LIT(s, ",\n  },\n");
   }
   STR_LIT(s, "};\n\n");
-  free(base);
-  free(hdr);
-  free(nh);
   return name;
 }
 
@@ -1355,8 +1350,8 @@ static const char *gen_schemas(Emit *e, Mission *m)
   int n = m->schemas.len;
   if(n == 0)
     return NULL;
-  const char **fields = calloc((size_t)n, sizeof *fields);
-  size_t *nf = calloc((size_t)n, sizeof *nf);
+  const char **fields = ZALLOC(e, (size_t)n, fields);
+  size_t *nf = ZALLOC(e, (size_t)n, nf);
   Str *s = &e->tables;
   for(int i = 0; i < n; i++) {
     Node *sc = m->schemas.data[i];
@@ -1382,8 +1377,6 @@ static const char *gen_schemas(Emit *e, Mission *m)
     str_printf(s, ", %s, %zu },\n", fields[i] ? fields[i] : "NULL", nf[i]);
   }
   STR_LIT(s, "};\n\n");
-  free(fields);
-  free(nf);
   return name;
 }
 
@@ -1392,9 +1385,9 @@ static const char *gen_transforms(Emit *e, Mission *m)
   int n = m->transforms.len;
   if(n == 0)
     return NULL;
-  const char **vars = calloc((size_t)n, sizeof *vars);
-  size_t *nv = calloc((size_t)n, sizeof *nv);
-  const char **target = calloc((size_t)n, sizeof *target);
+  const char **vars = ZALLOC(e, (size_t)n, vars);
+  size_t *nv = ZALLOC(e, (size_t)n, nv);
+  const char **target = ZALLOC(e, (size_t)n, target);
   Str *s = &e->tables;
   for(int i = 0; i < n; i++) {
     Node *tr = m->transforms.data[i];
@@ -1404,9 +1397,9 @@ static const char *gen_transforms(Emit *e, Mission *m)
     nv[i] = k;
     if(k == 0)
       continue;
-    const char **guard = calloc(k, sizeof *guard);
-    const char **fl = calloc(k, sizeof *fl);
-    size_t *nfl = calloc(k, sizeof *nfl);
+    const char **guard = ZALLOC(e, k, guard);
+    const char **fl = ZALLOC(e, k, fl);
+    size_t *nfl = ZALLOC(e, k, nfl);
     size_t j = 0;
     for(const Node *v = tr->body; v; v = v->next, j++) {
       guard[j] = v->cond ? gen_function(e, v->cond, "variant guard")
@@ -1431,9 +1424,6 @@ static const char *gen_transforms(Emit *e, Mission *m)
       STR_LIT(s, " },\n");
     }
     STR_LIT(s, "};\n\n");
-    free(guard);
-    free(fl);
-    free(nfl);
   }
   const char *name = new_sym(e, "transforms");
   str_printf(s, "static const RqTransformDef %s[] = {\n", name);
@@ -1445,9 +1435,6 @@ static const char *gen_transforms(Emit *e, Mission *m)
     str_printf(s, ", %s, %zu },\n", vars[i] ? vars[i] : "NULL", nv[i]);
   }
   STR_LIT(s, "};\n\n");
-  free(vars);
-  free(nv);
-  free(target);
   return name;
 }
 
@@ -1456,8 +1443,8 @@ static const char *gen_actions(Emit *e, Mission *m)
   int n = m->actions.len;
   if(n == 0)
     return NULL;
-  const char **steps = calloc((size_t)n, sizeof *steps);
-  size_t *ns = calloc((size_t)n, sizeof *ns);
+  const char **steps = ZALLOC(e, (size_t)n, steps);
+  size_t *ns = ZALLOC(e, (size_t)n, ns);
   for(int i = 0; i < n; i++) {
     Node *a = m->actions.data[i];
     Str what = { 0 };
@@ -1477,8 +1464,6 @@ static const char *gen_actions(Emit *e, Mission *m)
     STR_LIT(s, " },\n");
   }
   STR_LIT(s, "};\n\n");
-  free(steps);
-  free(ns);
   return name;
 }
 
@@ -1499,9 +1484,9 @@ static const char *gen_stages(Emit *e, Mission *m)
   int n = m->stages.len;
   if(n == 0)
     return NULL;
-  const char **idx = calloc((size_t)n, sizeof *idx);
-  const char **cond = calloc((size_t)n, sizeof *cond);
-  size_t *na = calloc((size_t)n, sizeof *na);
+  const char **idx = ZALLOC(e, (size_t)n, idx);
+  const char **cond = ZALLOC(e, (size_t)n, cond);
+  size_t *na = ZALLOC(e, (size_t)n, na);
   Str *s = &e->tables;
   for(int i = 0; i < n; i++) {
     Node *sg = m->stages.data[i];
@@ -1525,9 +1510,6 @@ static const char *gen_stages(Emit *e, Mission *m)
     STR_LIT(s, " },\n");
   }
   STR_LIT(s, "};\n\n");
-  free(idx);
-  free(cond);
-  free(na);
   return name;
 }
 
@@ -1537,7 +1519,7 @@ static const char *gen_lets(Emit *e, Mission *m, size_t *count)
   *count = (size_t)m->lets.len;
   if(m->lets.len == 0)
     return NULL;
-  StepParts *parts = calloc((size_t)m->lets.len, sizeof *parts);
+  StepParts *parts = ZALLOC(e, (size_t)m->lets.len, parts);
   for(int i = 0; i < m->lets.len; i++)
     gen_step_parts(e, m->lets.data[i], &parts[i]);
   const char *name = new_sym(e, "lets");
@@ -1546,7 +1528,6 @@ static const char *gen_lets(Emit *e, Mission *m, size_t *count)
   for(int i = 0; i < m->lets.len; i++)
     emit_step(e, s, m->lets.data[i], &parts[i]);
   STR_LIT(s, "};\n\n");
-  free(parts);
   return name;
 }
 

@@ -17,7 +17,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-build}
 case $BUILD in /*) ;; *) BUILD=$top/$BUILD ;; esac
 REQONC=$BUILD/reqonc
-WERROR_CFLAGS=${WERROR_CFLAGS:--Wall -Werror}
+WERROR_CFLAGS=${WERROR_CFLAGS:--Wall -Wextra -Werror}
 work=$BUILD/test-work/examples
 rm -rf "$work"
 mkdir -p "$work" "$BUILD/test-results"

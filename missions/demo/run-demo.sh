@@ -52,6 +52,6 @@ if [ -f .reqon-data/demo/summary.json ]; then
   echo "demo: .reqon-data/demo/summary.json:"
   sed 's/^/  /' .reqon-data/demo/summary.json
 fi
-echo "demo: run it again (incremental: only changes since the last run):"
-echo "  DEMO_API_URL=... ./syncd --once      or as a daemon:  ./syncd"
+echo "demo: the demo API has stopped; point DEMO_API_URL at a real API and"
+echo "  run ./syncd --once again (incremental), or ./syncd as a daemon"
 exit "$status"
