@@ -204,8 +204,9 @@ static char *new_sym(Emit *e, const char *role)
 static void emit_comment_text(Str *s, const char *text)
 {
   for(const char *p = text; *p; p++) {
-    if(p[0] == '*' && p[1] == '/') {
-      STR_LIT(s, "*_");
+    if((p[0] == '*' && p[1] == '/') || (p[0] == '/' && p[1] == '*')) {
+      str_add(s, p, 1);
+      STR_LIT(s, "_");    /* neither ends nor opens a comment */
       p++;
     } else if((unsigned char)*p < 0x20) {
       STR_LIT(s, "?");
@@ -726,7 +727,10 @@ static void emit_quote(Emit *e, Str *s, const Node *n)
     char ch = p[i];
     if(ch == '\n' || ch == '\r' || ch == '\t')
       ch = ' ';
+    /* defuse comment delimiters: neither "*" + "/" nor "/" + "*" */
     if(ch == '*' && i + 1 < len && p[i + 1] == '/')
+      ch = '+';
+    if(ch == '*' && i > 0 && p[i - 1] == '/')
       ch = '+';
     if((unsigned char)ch < 0x20 || (unsigned char)ch >= 0x7f)
       ch = '?';

@@ -361,7 +361,9 @@ class Case:
         reqonc = os.path.join(self.build, "reqonc")
         # Relative paths, as a user would type them: diagnostics then read
         # "src/mission.reqon:3:5: ...".
-        rc, _, err = run_bounded([reqonc, "src", "-o", "syncd"],
+        # The generated C must compile warning-free in every case.
+        rc, _, err = run_bounded([reqonc, "src", "-o", "syncd", "--cflags",
+                                  "-Wall -Wextra -Werror"],
                                  COMPILE_TIMEOUT, cwd=self.work)
         if rc is None:
             self.fail("reqonc timed out after %ds" % COMPILE_TIMEOUT)
