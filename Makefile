@@ -137,6 +137,17 @@ uninstall:
 clean:
 	rm -rf $(BUILD)
 
+# lint: lines over 80 columns and banned calls (curl checksrc, QBE make 80)
+LINT_SRC = compiler/*.c compiler/*.h runtime/*.c runtime/*.h grammar/reqon.l \
+           grammar/reqon.y tests/e2e/fakeapi.c tests/unit/*.c tests/unit/*.h
+lint:
+	$(V)! LC_ALL=C.UTF-8 awk 'length > 80 { print FILENAME ":" FNR \
+	  ": line over 80 columns"; bad = 1 }' $(LINT_SRC) | grep .
+	$(V)! grep -nE '\<(sprintf|vsprintf|strcpy|strcat|atoi|atol|gets|strtok)\(' \
+	  $(LINT_SRC)
+	$(V)$(BISON) -Wall -o /dev/null grammar/reqon.y
+	@echo "lint: ok"
+
 # ---- demo: start a local demo API, compile missions/ into ./syncd and run
 # it once, offline and without credentials (missions/README.md)
 .PHONY: demo

@@ -39,8 +39,10 @@ typedef struct {
 
 /* One input file. */
 typedef struct {
-  const char *path;     /* as given/found on the command line, never absolutised */
-  const char *root;     /* the command-line argument that named it (for §2.8) */
+  const char *path;     /* as found from the command line; never made
+                           absolute */
+  const char *root;     /* the command-line argument that named it
+                           (SPEC §2.8) */
   char *text;           /* whole file, NUL-terminated (BOM stripped) */
   size_t len;
   int *line_starts;     /* byte offset of each line start */

@@ -297,7 +297,8 @@ struct RqStep {
   int transform;
   const RqAssume *assumes;
   size_t n_assumes;
-  int store;                    /* store index, queue target (-1: dead letter) */
+  int store;                    /* store index or queue target; -1: the
+                                   dead-letter store */
   RqExprFn key;                 /* NULL: id, else content hash */
   bool upsert;
   int partial;                  /* -1 absent, 0 false, 1 true */
