@@ -87,9 +87,19 @@ while ! grep -q '^[0-9][0-9]*$' "$work/port" 2>/dev/null; do
   fi
   sleep 0.1
 done
+# Runs a command and writes its peak resident set size (KiB) to $1.
+peak_rss() {
+  out=$1
+  shift
+  "$PYTHON" -c 'import resource, subprocess, sys
+rc = subprocess.call(sys.argv[2:])
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+open(sys.argv[1], "w").write("%d\n" % ru.ru_maxrss)
+sys.exit(rc)' "$out" "$@"
+}
 t0=$(now)
-BENCH_URL=http://127.0.0.1:$(cat "$work/port") "$work/bench" --once \
-  --data-dir "$work/data" > "$work/run.log" 2>&1
+BENCH_URL=http://127.0.0.1:$(cat "$work/port") peak_rss "$work/rss" \
+  "$work/bench" --once --data-dir "$work/data" > "$work/run.log" 2>&1
 rc=$?
 t1=$(now)
 kill -TERM "$api" 2>/dev/null
@@ -103,7 +113,61 @@ if [ "$rc" -eq 0 ]; then
   "$PYTHON" -c 'import sys; n, d = int(sys.argv[1]), float(sys.argv[2])
 print("records/s:              %.0f" % (n / d if d > 0 else 0))' "$N" "$dt"
   echo "store file size:        $(wc -c < "$work/data/records.json") bytes"
+  echo "peak RSS of the sync:   $(cat "$work/rss") KiB"
 else
   echo "sync $N records:     FAILED (exit $rc, see $work/run.log)"
+fi
+
+# -- 4: one store step per record inside a for loop.  Every store step that
+# changes a file store rewrites and fsyncs the file (SPEC §7.3), so this
+# pattern costs O(records x file size): the figure shows how much.
+L=${BENCH_LOOP_RECORDS:-1000}
+"$PYTHON" - "$L" "$work/loop.json" <<'PY'
+import json, sys
+n, out = int(sys.argv[1]), sys.argv[2]
+items = [{"id": "r%06d" % i, "name": "record %d" % i} for i in range(n)]
+json.dump([{"request": {"path": "/all"}, "response": {"body": items}}],
+          open(out, "w"))
+PY
+cat > "$work/loop.reqon" <<'EOF2'
+mission Loop {
+  source API { auth: none, base: env("BENCH_URL") }
+  store records: file("loop")
+
+  action Sync {
+    get "/all"
+    for r in response {
+      store r -> records { key: .id }
+    }
+  }
+}
+EOF2
+if "$BUILD/reqonc" "$work/loop.reqon" -o "$work/loop" \
+    > "$work/loop-compile.log" 2>&1; then
+  rm -f "$work/port"
+  "$BUILD/fakeapi" --script "$work/loop.json" --port-file "$work/port" \
+    --report "$work/loop-report.json" > "$work/fakeapi-loop.log" 2>&1 &
+  api=$!
+  i=0
+  while ! grep -q '^[0-9][0-9]*$' "$work/port" 2>/dev/null && [ $i -lt 100 ]
+  do
+    i=$((i + 1))
+    sleep 0.1
+  done
+  t0=$(now)
+  BENCH_URL=http://127.0.0.1:$(cat "$work/port") "$work/loop" --once \
+    --data-dir "$work/loop-data" > "$work/loop-run.log" 2>&1
+  rc=$?
+  t1=$(now)
+  kill -TERM "$api" 2>/dev/null
+  wait "$api" 2>/dev/null
+  if [ "$rc" -eq 0 ]; then
+    echo "store per record ($L):  $(elapsed "$t0" "$t1") s" \
+      "(one atomic file rewrite per store step)"
+  else
+    echo "store per record ($L):  FAILED (exit $rc, see $work/loop-run.log)"
+  fi
+else
+  echo "store per record:       FAILED to compile"
 fi
 exit 0
