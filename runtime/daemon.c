@@ -9,9 +9,12 @@
  * loop picks the earliest due mission, runs it to the end and reschedules
  * it at lastStart + interval (monotonic clock).  Between runs it waits in
  * poll() on a self-pipe that the signal handlers write to, so SIGTERM and
- * SIGINT end the wait at once; during a run, the handler's flag
- * (rqi_stop_requested) makes HTTP transfers and step boundaries stop.  A
- * second SIGTERM/SIGINT exits with status 130 from the handler.
+ * SIGINT end the wait at once.  A signal during a run stops new runs from
+ * starting (g_shutdown) and lets the running one finish for up to
+ * --shutdown-timeout seconds (§10.5); then SIGALRM sets
+ * rqi_stop_requested, which cancels it at its next step boundary or HTTP
+ * attempt.  A second SIGTERM/SIGINT exits with status 130 from the
+ * handler.  SIGHUP reloads the env file and --auth between runs.
  *
  * Exit codes (§11.3): 0 ok / clean shutdown, 1 a --once mission failed,
  * 2 usage, 3 configuration (--auth, --env), 4 infrastructure (data dir).
@@ -37,10 +40,15 @@ RqOptions rqi_opts = {
 volatile sig_atomic_t rqi_stop_requested;
 
 static volatile sig_atomic_t g_hup;    /* SIGHUP seen, not yet reported */
+/* SIGTERM/SIGINT seen: start no more runs (§10.5). */
+static volatile sig_atomic_t g_shutdown;
 static int g_wake[2] = { -1, -1 };     /* self-pipe written by handlers */
 
 #define PROG "syncd"
 #define ENV_FILE_MAX ((size_t)1 << 20)
+/* How long a running mission may go on after SIGTERM/SIGINT, in seconds
+ * (--shutdown-timeout, §10.5).  Read by the signal handler. */
+static unsigned g_shutdown_timeout = 30;
 
 /* ------------------------------------------------------- options table */
 typedef enum {
@@ -90,8 +98,8 @@ static const OptDef opt_table[] = {
     "missions running at once (default 4)" },
   { "check-interval", "MS", O_CHECK_INTERVAL, true,
     "wake the scheduler at least every MS ms (default 1000)" },
-  { "shutdown-timeout", "S", O_SHUTDOWN_TIMEOUT, false,
-    "seconds to wait for running missions on shutdown" },
+  { "shutdown-timeout", "S", O_SHUTDOWN_TIMEOUT, true,
+    "seconds a running mission may go on after SIGTERM (default 30)" },
   { "listen-address", "ADDR", O_LISTEN_ADDRESS, false,
     "address of the health/metrics/webhook listener" },
   { "log-utc", NULL, O_LOG_UTC, true, "log timestamps in UTC" },
@@ -257,6 +265,14 @@ static int apply_opt(Cli *cli, const OptDef *o, const char *v,
     }
     rqi_opts.check_interval_ms = (double)n;
     break;
+  case O_SHUTDOWN_TIMEOUT:
+    if (!parse_int(v, 0, 86400, &n)) {
+      usage_error("invalid --shutdown-timeout '%s' (0 to 86400 seconds)",
+                  v);
+      return 2;
+    }
+    g_shutdown_timeout = (unsigned)n;
+    break;
   case O_LOG_UTC:
     cli->log_utc = true;
     break;
@@ -332,13 +348,53 @@ static int parse_args(int argc, char **argv, Cli *cli,
 }
 
 /* ------------------------------------------------------------ env file */
-/* Parses one line of an env file in place and sets the variable unless it
- * is already set (§10.1).  Returns 0, or -1 when the line is malformed. */
-static int env_line(char *s)
+/* The variables this process set from the env file (§10.1: the file never
+ * overrides the real environment).  A reload (SIGHUP, §10.5) may change
+ * these, and only these; one the file no longer sets is unset. */
+static char **g_env_keys;
+static size_t g_n_env_keys;
+
+typedef struct {
+  char **v;
+  size_t n, cap;
+} StrList;
+
+static void list_add(StrList *l, char *s)
+{
+  if (l->n == l->cap) {
+    l->cap = l->cap ? l->cap * 2 : 16;
+    l->v = rq_realloc(l->v, l->cap * sizeof *l->v);
+  }
+  l->v[l->n++] = s;
+}
+
+static bool list_has(char *const *v, size_t n, const char *s)
+{
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(v[i], s) == 0)
+      return true;
+  return false;
+}
+
+static void free_env_keys(void)
+{
+  for (size_t i = 0; i < g_n_env_keys; i++)
+    rq_free(g_env_keys[i]);
+  rq_free(g_env_keys);
+  g_env_keys = NULL;
+  g_n_env_keys = 0;
+}
+
+/* Parses one line of an env file in place: *key and *val point into s,
+ * *key is NULL for a blank or comment line.  Returns 0, or -1 when the
+ * line is malformed. */
+static int env_line(char *s, char **key_out, char **val_out)
 {
   char *key;
   char *val;
   char *w;
+  *key_out = NULL;
+  *val_out = NULL;
   while (*s == ' ' || *s == '\t')
     s++;
   if (*s == '\0' || *s == '#')
@@ -366,10 +422,13 @@ static int env_line(char *s)
   val = s;
   if (*s == '"' || *s == '\'') {
     char q = *s++;
-    /* Unquote in place; in double quotes \n, \", \\ are escapes. */
+    /* Unquote in place.  In double quotes only \n, \" and \\ are
+     * escapes: any other backslash is kept, so "C:\temp" stays a
+     * Windows path. */
     w = val;
     while (*s && *s != q) {
-      if (q == '"' && *s == '\\' && s[1]) {
+      if (q == '"' && *s == '\\' &&
+          (s[1] == 'n' || s[1] == '"' || s[1] == '\\')) {
         s++;
         *w++ = *s == 'n' ? '\n' : *s;
         s++;
@@ -394,13 +453,34 @@ static int env_line(char *s)
     while (w > val && (w[-1] == ' ' || w[-1] == '\t'))
       *--w = '\0';
   }
-  setenv(key, val, 0);
+  *key_out = key;
+  *val_out = val;
   return 0;
 }
 
-/* Loads path (--env FILE, or ./.env when given is false).  Returns 0, or
- * 3 after printing why. */
-static int load_env_file(const char *path, bool given)
+/* Reports an env file problem: on stderr at startup (logging is not set
+ * up yet), through the log on a reload. */
+static void env_error(bool reload, const char *fmt, ...)
+  __attribute__((format(printf, 2, 3)));
+
+static void env_error(bool reload, const char *fmt, ...)
+{
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (reload)
+    rq_log(RQ_LOG_ERROR, NULL, "SIGHUP: %s; keeping the current "
+           "configuration", msg);
+  else
+    fprintf(stderr, PROG ": %s\n", msg);
+}
+
+/* Loads path (--env FILE, or ./.env when given is false).  The whole file
+ * is parsed before anything is set, so a bad file changes nothing.
+ * Returns 0, or 3 after reporting why. */
+static int load_env_file(const char *path, bool given, bool reload)
 {
   RqBuf b = RQ_BUF_INIT(ENV_FILE_MAX);
   char chunk[4096];
@@ -408,12 +488,17 @@ static int load_env_file(const char *path, bool given)
   int lineno = 0;
   int rc = 0;
   size_t n;
+  StrList keys = { NULL, 0, 0 };
+  StrList vals = { NULL, 0, 0 };
+  StrList set = { NULL, 0, 0 };   /* the new g_env_keys */
   FILE *f = fopen(path, "re");
   if (!f) {
-    if (!given && errno == ENOENT)
-      return 0;
-    fprintf(stderr, PROG ": cannot read env file %s: %s\n", path,
-            strerror(errno));
+    if (!given && errno == ENOENT) {
+      b.data = NULL;              /* no file: it sets nothing */
+      goto apply;
+    }
+    env_error(reload, "cannot read env file %s: %s", path,
+              strerror(errno));
     return 3;
   }
   for (;;) {
@@ -421,37 +506,74 @@ static int load_env_file(const char *path, bool given)
     if (n == 0)
       break;
     if (rq_buf_add(&b, chunk, n) != 0) {      /* b is freed on failure */
-      fprintf(stderr, PROG ": env file %s is too large\n", path);
+      env_error(reload, "env file %s is too large", path);
       fclose(f);
       return 3;
     }
   }
   if (ferror(f)) {
-    fprintf(stderr, PROG ": cannot read env file %s: %s\n", path,
-            strerror(errno));
+    env_error(reload, "cannot read env file %s: %s", path,
+              strerror(errno));
     fclose(f);
     rq_buf_free(&b);
     return 3;
   }
   fclose(f);
   line = b.data;
+  /* A UTF-8 byte-order mark (editors on Windows) is not part of the
+   * first key. */
+  if (line && strncmp(line, "\xef\xbb\xbf", 3) == 0)
+    line += 3;
   while (line && *line) {
     char *nl = strchr(line, '\n');
     char *next = nl ? nl + 1 : NULL;
+    char *key;
+    char *val;
     if (nl) {
       *nl = '\0';
       if (nl > line && nl[-1] == '\r')
         nl[-1] = '\0';
     }
     lineno++;
-    if (env_line(line) != 0) {
-      fprintf(stderr, PROG ": %s:%d: invalid line (expected "
-              "[export ]KEY=VALUE)\n", path, lineno);
+    if (env_line(line, &key, &val) != 0) {
+      env_error(reload, "%s:%d: invalid line (expected "
+                "[export ]KEY=VALUE)", path, lineno);
       rc = 3;
-      break;
+      goto out;
+    }
+    if (key) {
+      list_add(&keys, key);
+      list_add(&vals, val);
     }
     line = next;
   }
+
+apply:
+  /* A variable is ours to set when the real environment did not have it
+   * (or an earlier load, or an earlier line of this one, set it). */
+  for (size_t i = 0; i < keys.n; i++) {
+    bool ours = list_has(g_env_keys, g_n_env_keys, keys.v[i]) ||
+                list_has(set.v, set.n, keys.v[i]);
+    if (!ours && getenv(keys.v[i]))
+      continue;
+    setenv(keys.v[i], vals.v[i], 1);
+    if (!list_has(set.v, set.n, keys.v[i]))
+      list_add(&set, rq_strdup(keys.v[i]));
+  }
+  for (size_t i = 0; i < g_n_env_keys; i++)
+    if (!list_has(set.v, set.n, g_env_keys[i]))
+      unsetenv(g_env_keys[i]);
+  free_env_keys();
+  g_env_keys = set.v;
+  g_n_env_keys = set.n;
+out:
+  if (rc != 0) {
+    for (size_t i = 0; i < set.n; i++)
+      rq_free(set.v[i]);
+    rq_free(set.v);
+  }
+  rq_free(keys.v);
+  rq_free(vals.v);
   rq_buf_free(&b);
   return rc;
 }
@@ -556,16 +678,31 @@ static void wake(void)
   }
 }
 
-/* SIGTERM/SIGINT: only sets the flag (§10.5); the second one exits. */
+/* SIGTERM/SIGINT (§10.5): no new runs; the running one gets
+ * g_shutdown_timeout seconds (the alarm) before it is cancelled.  The
+ * second signal exits at once. */
 static void on_stop(int sig)
 {
   int saved = errno;
-  if (rqi_stop_requested) {
+  if (g_shutdown) {
     static const char msg[] = PROG ": second signal, exiting now\n";
     ssize_t r = write(2, msg, sizeof msg - 1);
     (void)r;
     _exit(130);
   }
+  g_shutdown = 1;
+  if (g_shutdown_timeout > 0)
+    alarm(g_shutdown_timeout);
+  else
+    rqi_stop_requested = 1;     /* no grace period */
+  wake();
+  errno = saved;
+}
+
+/* The shutdown timeout expired: cancel the running mission. */
+static void on_alarm(int sig)
+{
+  int saved = errno;
   rqi_stop_requested = 1;
   wake();
   errno = saved;
@@ -586,23 +723,39 @@ static int install_signals(void)
     return -1;
   memset(&sa, 0, sizeof sa);
   sigemptyset(&sa.sa_mask);
+  /* Blocking calls elsewhere (file I/O, libcurl) resume after a handler;
+   * the scheduler's poll() still returns, and the self-pipe wakes it. */
+  sa.sa_flags = SA_RESTART;
   sa.sa_handler = on_stop;
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
   sa.sa_handler = on_hup;
   sigaction(SIGHUP, &sa, NULL);
+  sa.sa_handler = on_alarm;
+  sigaction(SIGALRM, &sa, NULL);
   sa.sa_handler = SIG_IGN;
   sigaction(SIGPIPE, &sa, NULL);
   return 0;
 }
 
+/* SIGHUP (§10.5), between runs: reloads the env file, then the --auth
+ * file (whose ${VAR}s, and the REQON_* credentials, come from the
+ * environment).  rqi_auth_load keeps the old credentials when the new
+ * file is bad; a bad env file changes nothing and stops the reload. */
 static void check_hup(void)
 {
-  if (g_hup) {
-    g_hup = 0;
-    rq_log(RQ_LOG_WARN, NULL, "SIGHUP: reloading --auth/--env is not "
-           "supported yet; keeping the current configuration");
+  if (!g_hup)
+    return;
+  g_hup = 0;
+  rq_log(RQ_LOG_INFO, NULL, "SIGHUP: reloading the configuration");
+  if (load_env_file(rqi_opts.env_file ? rqi_opts.env_file : ".env",
+                    rqi_opts.env_file != NULL, true) != 0)
+    return;
+  if (rqi_auth_load(rqi_opts.auth_file) != 0) {
+    rq_log(RQ_LOG_ERROR, NULL, "SIGHUP: keeping the current credentials");
+    return;
   }
+  rq_log(RQ_LOG_INFO, NULL, "SIGHUP: configuration reloaded");
 }
 
 /* Waits up to ms milliseconds or until a signal handler writes the pipe. */
@@ -627,7 +780,7 @@ static int run_once(const Cli *cli, const char *const *files,
     if (!is_selected(cli, i))
       continue;
     check_hup();
-    if (rqi_stop_requested) {
+    if (g_shutdown) {
       code = 1;                 /* a mission was left out */
       break;
     }
@@ -663,7 +816,7 @@ static int run_daemon(const Cli *cli, const char *const *files, Job *jobs,
     jobs[i].next = rq_mono_ms();      /* the first run is at start */
     log_next(&jobs[i], cli->log_utc);
   }
-  while (!rqi_stop_requested) {
+  while (!g_shutdown) {
     double now = rq_mono_ms();
     size_t due = 0;
     check_hup();
@@ -677,7 +830,7 @@ static int run_daemon(const Cli *cli, const char *const *files, Job *jobs,
       memset(&res, 0, sizeof res);
       /* A failed run is logged by exec.c and never stops the daemon. */
       rqi_exec_run(jobs[due].m, files, "schedule", &res);
-      if (rqi_stop_requested)
+      if (g_shutdown)
         break;
       after = rq_mono_ms();
       jobs[due].next = start + jobs[due].m->schedule.every_ms;
@@ -742,7 +895,7 @@ int rq_daemon_main(int argc, char **argv, const char *const *files,
     goto out_early;
   }
   code = load_env_file(rqi_opts.env_file ? rqi_opts.env_file : ".env",
-                       rqi_opts.env_file != NULL);
+                       rqi_opts.env_file != NULL, false);
   if (code)
     goto out_early;
   apply_env(&cli);
@@ -809,6 +962,7 @@ int rq_daemon_main(int argc, char **argv, const char *const *files,
     code = run_daemon(&cli, files, jobs, n_jobs);
 
 out:
+  alarm(0);                     /* the shutdown timeout is moot now */
   /* Clean shutdown frees everything, so LeakSanitizer stays quiet. */
   rqi_store_shutdown();
   rqi_state_shutdown();
@@ -829,6 +983,7 @@ out:
     close(w);
   }
 out_early:
+  free_env_keys();
   rq_free(cli.selected);
   fflush(stdout);
   return code;

@@ -535,6 +535,15 @@ static void warn_hash_key(RqRun *run, const RqStep *st, const char *store)
   }
 }
 
+/* Does k (borrowed) hold a NUL byte?  Keys are C strings in the stores,
+ * so such a key would be cut at the NUL and distinct records would share
+ * one key: it is treated as invalid instead. */
+static bool has_nul(const json_t *k)
+{
+  return json_is_string(k) &&
+         strlen(json_string_value(k)) != json_string_length(k);
+}
+
 /* The key of rec per §7.1 (keyfn NULL: id, else content hash).
  * *out: malloc'd text. */
 static int record_key(const Frame *f, const RqStep *st, RqExprFn keyfn,
@@ -550,12 +559,12 @@ static int record_key(const Frame *f, const RqStep *st, RqExprFn keyfn,
     rc = eval_subj(f, keyfn, rec, &k);
     if(rc)
       return rc;
-    if(!k || json_is_null(k))
+    if(!k || json_is_null(k) || has_nul(k))
       goto invalid;
   } else {
     json_t *id = json_object_get(rec, "id");
     if(id && !json_is_null(id)) {
-      if(json_is_array(id) || json_is_object(id))
+      if(json_is_array(id) || json_is_object(id) || has_nul(id))
         goto invalid;
       k = json_incref(id);
     } else {
@@ -621,8 +630,8 @@ static int put_records(const Frame *f, const RqStep *st, int idx,
   rc = rqi_store_open(&env, st->at, idx, &store);
   if(rc)
     goto out;
-  rc = rqi_store_put(&env, st->at, store, recs, (const char *const *)keys,
-                     merge, partial);
+  rc = rqi_store_put(&env, st->at, store, name, recs,
+                     (const char *const *)keys, merge, partial);
 out:
   for(i = 0; i < n; i++)
     rq_free(keys[i]);
@@ -755,7 +764,7 @@ static int dir_queue(Frame *f, const RqStep *st)
   val = json_array();
   json_array_append(val, rec);
   keys[0] = key;
-  rc = rqi_store_put(&env, st->at, store, val, keys, true, -1);
+  rc = rqi_store_put(&env, st->at, store, name, val, keys, true, -1);
   json_decref(val);
 out:
   rq_free(key);
@@ -1154,7 +1163,11 @@ static void record_error(RqRun *run, long stage, const char *action,
   json_object_set_new(e, "action", action ? safe_string(action)
                                           : json_null());
   json_object_set_new(e, "step", step ? safe_string(step) : json_null());
-  json_object_set_new(e, "message", safe_string(msg));
+  /* Execution records are read by people and tools like logs are:
+   * secrets in a message (a server echoing a token) never reach them. */
+  char *clean = rqi_log_redact(msg ? msg : "");
+  json_object_set_new(e, "message", safe_string(clean));
+  rq_free(clean);
   json_object_set_new(e, "timestamp", iso_now());
   json_object_set_new(e, "attempt",
                       json_integer(st ? json_integer_value(
@@ -1879,8 +1892,8 @@ int rq_lookup(const RqEnv *env, RqAt at, int store, const json_t *key,
   int rc;
 
   *out = NULL;
-  if(!key || json_is_null(key)) {
-    *out = json_null();
+  if(!key || json_is_null(key) || has_nul(key)) {
+    *out = json_null();         /* no record can have such a key */
     return 0;
   }
   rc = rqi_store_open(env, at, store, &st);

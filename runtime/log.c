@@ -13,6 +13,9 @@
  * and Authorization header values become ***, and so does every value
  * registered with rqi_log_add_secret.
  *
+ * A text line escapes CR and LF in the message, so one event is always
+ * one line; a JSON line replaces bytes that are not UTF-8 with U+FFFD.
+ *
  * Callers write the text form of a message ("M: ..." or "M/A: ...");
  * in JSON format a leading "<mission>: " or "<mission>/<action>: " is
  * dropped from "message" because those values have their own keys.
@@ -327,6 +330,69 @@ static const char *strip_ctx_prefix(const char *msg, const RqLogCtx *ctx)
   return msg;
 }
 
+/* Length of the well-formed UTF-8 sequence at p (at most n bytes), or 0
+ * when the bytes there are not one (RFC 3629: no overlongs, surrogates
+ * or code points above U+10FFFF). */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+  size_t len;
+  unsigned cp;
+  size_t i;
+
+  if(p[0] < 0x80)
+    return 1;
+  if(p[0] >= 0xc2 && p[0] <= 0xdf) {
+    len = 2;
+    cp = p[0] & 0x1fu;
+  } else if(p[0] >= 0xe0 && p[0] <= 0xef) {
+    len = 3;
+    cp = p[0] & 0x0fu;
+  } else if(p[0] >= 0xf0 && p[0] <= 0xf4) {
+    len = 4;
+    cp = p[0] & 0x07u;
+  } else {
+    return 0;
+  }
+  if(n < len)
+    return 0;
+  for(i = 1; i < len; i++) {
+    if((p[i] & 0xc0) != 0x80)
+      return 0;
+    cp = (cp << 6) | (p[i] & 0x3fu);
+  }
+  if((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+     (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+    return 0;
+  return len;
+}
+
+/* A JSON string of s, whose bytes that are not UTF-8 (a server's text in
+ * an error message) become U+FFFD: jansson refuses to dump invalid UTF-8,
+ * which would cost the line its whole content.  New reference. */
+static json_t *utf8_string(const char *s)
+{
+  Str out = { NULL, 0, 0 };
+  const unsigned char *p = (const unsigned char *)s;
+  size_t n = strlen(s);
+  json_t *v;
+
+  str_add(&out, "", 0);
+  while(n > 0) {
+    size_t k = utf8_seq(p, n);
+    if(k == 0) {
+      str_add(&out, "\xef\xbf\xbd", 3);
+      k = 1;
+    } else {
+      str_add(&out, (const char *)p, k);
+    }
+    p += k;
+    n -= k;
+  }
+  v = json_stringn_nocheck(out.p, out.len);
+  rq_free(out.p);
+  return v;
+}
+
 static char *json_line(int level, const RqLogCtx *ctx, const char *msg,
                        time_t now)
 {
@@ -342,18 +408,15 @@ static char *json_line(int level, const RqLogCtx *ctx, const char *msg,
   strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
   json_object_set_new(o, "timestamp", json_string(ts));
   json_object_set_new(o, "level", json_string(level_lower[level]));
-  /* _nocheck: the message may hold bytes that are not UTF-8 (server
-   * text); jansson then writes them through unchanged. */
-  json_object_set_new(o, "message", json_string_nocheck(body));
+  json_object_set_new(o, "message", utf8_string(body));
   if(ctx && ctx->mission)
-    json_object_set_new(o, "mission", json_string_nocheck(ctx->mission));
+    json_object_set_new(o, "mission", utf8_string(ctx->mission));
   if(ctx && ctx->execution)
-    json_object_set_new(o, "execution",
-                        json_string_nocheck(ctx->execution));
+    json_object_set_new(o, "execution", utf8_string(ctx->execution));
   if(ctx && ctx->action)
-    json_object_set_new(o, "action", json_string_nocheck(ctx->action));
+    json_object_set_new(o, "action", utf8_string(ctx->action));
   if(ctx && ctx->at)
-    json_object_set_new(o, "at", json_string_nocheck(ctx->at));
+    json_object_set_new(o, "at", utf8_string(ctx->at));
   dump = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
   json_decref(o);
   if(!dump)
@@ -367,24 +430,34 @@ static char *json_line(int level, const RqLogCtx *ctx, const char *msg,
   return line;
 }
 
+/* One event is one line (§10.2): a CR or LF inside the message (an
+ * abort message, a server's text) is written as the two characters \r
+ * or \n, so it can neither split the event nor forge another line. */
 static char *text_line(int level, const char *msg, time_t now)
 {
   struct tm tm;
   char ts[40];
-  char *line;
-  size_t n;
-  int k;
+  char head[80];
+  Str out = { NULL, 0, 0 };
+  const char *p;
 
   if(log_utc)
     gmtime_r(&now, &tm);
   else
     localtime_r(&now, &tm);
   strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm);
-  n = strlen(ts) + strlen(msg) + 32;
-  line = rq_malloc(n);
-  k = snprintf(line, n, "[%s] [%s] %s\n", ts, level_upper[level], msg);
-  (void)k;
-  return line;
+  snprintf(head, sizeof(head), "[%s] [%s] ", ts, level_upper[level]);
+  str_add(&out, head, strlen(head));
+  for(p = msg; *p; p++) {
+    if(*p == '\n')
+      str_add(&out, "\\n", 2);
+    else if(*p == '\r')
+      str_add(&out, "\\r", 2);
+    else
+      str_add(&out, p, 1);
+  }
+  str_add(&out, "\n", 1);
+  return out.p;
 }
 
 void rqi_log_write(int level, const RqLogCtx *ctx, const char *fmt, ...)
@@ -404,9 +477,16 @@ void rqi_log_write(int level, const RqLogCtx *ctx, const char *fmt, ...)
   va_start(ap, fmt);
   raw = format_message(fmt, ap);
   va_end(ap);
-  /* Credential fields are redacted before a JSON line escapes quotes. */
+  /* Credential fields and registered secrets are redacted before a JSON
+   * line escapes quotes and backslashes, which would hide a secret holding
+   * them from the search on the finished line. */
   msg = redact_fields(raw);
   rq_free(raw);
+  pthread_mutex_lock(&log_mu);
+  raw = replace_secrets(msg);
+  pthread_mutex_unlock(&log_mu);
+  rq_free(msg);
+  msg = raw;
   line = log_json ? json_line(level, ctx, msg, now)
                   : text_line(level, msg, now);
   rq_free(msg);

@@ -20,8 +20,9 @@ typedef struct {
 } RqOptions;
 
 extern RqOptions rqi_opts;
-/* Set by the SIGTERM/SIGINT handler; checked at step boundaries and by
- * the curl progress callback. */
+/* Cancels the running missions: set when the shutdown timeout after
+ * SIGTERM/SIGINT expires (§10.5); checked at step boundaries, in sleeps
+ * and by the curl progress callback. */
 extern volatile sig_atomic_t rqi_stop_requested;
 
 #endif

@@ -24,10 +24,13 @@ int rqi_store_open(const RqEnv *env, RqAt at, int idx, RqStore **out);
 /* Applies one store step: recs is an array of objects, keys[i] their keys.
  * merge: shallow-merge into existing records; partial: -1 none, 0/1 sets
  * "_partial".  All or nothing; flushes file stores.  recs is borrowed and
- * never modified (the store keeps deep copies).  Returns 0 or
+ * never modified (the store keeps deep copies).  name is the store's
+ * name in the caller's mission, for messages (a file store shared by
+ * several missions may have a different name in each).  Returns 0 or
  * -RQ_E_FAIL after rq_fail. */
-int rqi_store_put(const RqEnv *env, RqAt at, RqStore *st, json_t *recs,
-                  const char *const *keys, bool merge, int partial);
+int rqi_store_put(const RqEnv *env, RqAt at, RqStore *st, const char *name,
+                  json_t *recs, const char *const *keys, bool merge,
+                  int partial);
 /* New array holding the records in store order.  The records themselves
  * are shared with the store and MUST NOT be modified (stored records are
  * never changed in place, so the snapshot stays valid). */
@@ -64,7 +67,8 @@ typedef struct {
 struct RqStore {
   const RqStoreOps *ops;
   char *id;              /* memory: the target name; file: its path */
-  char *name;            /* declared name at first open, for messages */
+  char *name;            /* declared name at first open (rqi_store_put
+                            takes the caller's name for messages) */
   json_t *recs;          /* owned object key -> record, or NULL */
   pthread_mutex_t mu;    /* guards everything below */
   bool loaded;

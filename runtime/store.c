@@ -192,8 +192,9 @@ static json_t *make_record(const json_t *prev, json_t *rec, bool merge,
   return nw;
 }
 
-int rqi_store_put(const RqEnv *env, RqAt at, RqStore *st, json_t *recs,
-                  const char *const *keys, bool merge, int partial)
+int rqi_store_put(const RqEnv *env, RqAt at, RqStore *st, const char *name,
+                  json_t *recs, const char *const *keys, bool merge,
+                  int partial)
 {
   size_t n = json_array_size(recs);
   json_t *staged = json_object();   /* key -> new record, step order */
@@ -254,13 +255,15 @@ out:
     json_decref(undo[i].old);
   rq_free(undo);
   json_decref(staged);
-  /* Errors are recorded outside the store's mutex.  st->name and st->id
-   * never change after creation. */
+  /* Errors are recorded outside the store's mutex.  st->id never changes
+   * after creation. */
+  if (!name)
+    name = st->name;
   if (bad_type)
     return rq_fail(env, at, "store %s: record must be an object (got %s)",
-                   st->name, bad_type);
+                   name, bad_type);
   if (write_errno)
-    return rq_fail(env, at, "store %s: cannot write %s: %s", st->name,
+    return rq_fail(env, at, "store %s: cannot write %s: %s", name,
                    st->id, strerror(write_errno));
   return 0;
 }

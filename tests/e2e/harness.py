@@ -17,6 +17,9 @@ optional args / env / files/, and expect/.  Our own cases may also use
                          match nothing ("*" = no output at all)
   expect/stdout.grep, expect/stdout.absent
                          like the stderr files, for the runs' stdout
+  expect/data.absent     regular expressions that must match no line of any
+                         file under the data dir or --output (secrets in
+                         execution records, checkpoints, stores)
   args: a line may start with "@term=MS": the run is sent SIGTERM after
         MS milliseconds (daemon mode), then must exit by itself.
 
@@ -492,6 +495,16 @@ class Case:
                 if hits:
                     self.fail("%s: %s exists" % (name, os.path.relpath(
                         hits[0], self.work)))
+        for pat in read_lines(os.path.join(self.exp, "data.absent")):
+            for root in (data, self.out_dir):
+                for dirpath, _, names in os.walk(root):
+                    for fn in names:
+                        path = os.path.join(dirpath, fn)
+                        with open(path, "rb") as f:
+                            text = f.read().decode("utf-8", "replace")
+                        if re.search(pat, text, re.M):
+                            self.fail("data.absent: /%s/ found in %s" % (
+                                pat, os.path.relpath(path, self.work)))
         for stream, text in (("stderr", self.stderr),
                              ("stdout", self.stdout)):
             for pat in read_lines(os.path.join(self.exp, stream + ".grep")):

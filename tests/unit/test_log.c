@@ -171,6 +171,53 @@ static void test_concurrent(void)
   rq_free(out);
 }
 
+/* Regressions: a registered secret holding characters that JSON escapes
+ * (quote, backslash, control) must not reach a JSON line in its escaped
+ * form; bytes that are not UTF-8 must not cost the line its message; a
+ * text line is one line even when the message holds newlines. */
+static void test_awkward_messages(void)
+{
+  RqLogCtx ctx = { "M", NULL, NULL, NULL };
+  json_error_t err;
+  json_t *o;
+  char *out;
+  const char *msg;
+
+  rqi_log_add_secret("pa\"ss\\wd\t1");
+  rqi_log_configure(RQ_LOG_INFO, 1, 0);
+  capture_start();
+  rq_log(RQ_LOG_ERROR, &ctx, "M: bad pa\"ss\\wd\t1 here");
+  out = capture_end();
+  CHECK(strstr(out, "pa\\\"ss") == NULL);
+  CHECK(strstr(out, "ss\\\\wd") == NULL);
+  o = json_loads(out, JSON_DISABLE_EOF_CHECK, &err);
+  CHECK(o != NULL);
+  CHECK_STREQ(json_string_value(json_object_get(o, "message")),
+              "bad *** here");
+  json_decref(o);
+  rq_free(out);
+
+  capture_start();
+  rq_log(RQ_LOG_ERROR, &ctx, "M: invalid \xff\xfe bytes");
+  out = capture_end();
+  o = json_loads(out, JSON_DISABLE_EOF_CHECK, &err);
+  CHECK(o != NULL);
+  msg = json_string_value(json_object_get(o, "message"));
+  CHECK(msg && strncmp(msg, "invalid ", 8) == 0 &&
+        strstr(msg, " bytes") != NULL);
+  CHECK_STREQ(json_string_value(json_object_get(o, "mission")), "M");
+  json_decref(o);
+  rq_free(out);
+
+  rqi_log_configure(RQ_LOG_INFO, 0, 1);
+  capture_start();
+  rq_log(RQ_LOG_ERROR, NULL, "M: abort two\nlines\r\n[x] [INFO] fake");
+  out = capture_end();
+  CHECK(strchr(out, '\n') == out + strlen(out) - 1);
+  CHECK(strstr(out, "] [ERROR] M: abort two") != NULL);
+  rq_free(out);
+}
+
 int main(void)
 {
   rqi_util_init();
@@ -178,6 +225,7 @@ int main(void)
   test_text_format();
   test_json_format();
   test_concurrent();
+  test_awkward_messages();
   rqi_log_shutdown();
   return check_report();
 }

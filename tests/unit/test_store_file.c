@@ -71,7 +71,7 @@ static int put(RqRun *run, RqStore *st, const char *text, bool merge,
   int rc;
   for (size_t i = 0; i < n; i++)
     keys[i] = rqi_text(json_object_get(json_array_get(recs, i), "id"));
-  rc = rqi_store_put(&env, RQ_LOC(0, 9, 5), st, recs,
+  rc = rqi_store_put(&env, RQ_LOC(0, 9, 5), st, NULL, recs,
                      (const char *const *)keys, merge, partial);
   for (size_t i = 0; i < n; i++)
     free(keys[i]);
@@ -162,8 +162,8 @@ static void test_file_store(void)
   caller = parse("[{\"id\":7,\"k\":{\"z\":1}}]");
   {
     const char *keys[] = { "7" };
-    CHECK(rqi_store_put(&env, RQ_LOC(0, 1, 1), st, caller, keys, true, 1)
-          == 0);
+    CHECK(rqi_store_put(&env, RQ_LOC(0, 1, 1), st, NULL, caller, keys,
+                        true, 1) == 0);
   }
   CHECK_STRFREE(rqi_dumps(caller, 0), "[{\"id\":7,\"k\":{\"z\":1}}]");
   json_object_set_new(json_object_get(json_array_get(caller, 0), "k"),
