@@ -162,6 +162,20 @@ static const char *const secret_fields[] = {
   "client_secret", NULL
 };
 
+/* Registers s with the logger, and its percent-encoded form too when that
+ * differs: an api_key sent as a query parameter reaches messages (the URL
+ * of a transport error) only in encoded form. */
+static void add_secret(const char *s)
+{
+  RqBuf b = RQ_BUF_INIT(0);
+
+  rqi_log_add_secret(s);
+  if(rqi_http_pct_encode(&b, s, strlen(s)) == 0 && b.data &&
+     strcmp(b.data, s) != 0)
+    rqi_log_add_secret(b.data);
+  rq_buf_free(&b);
+}
+
 static void register_secrets(const json_t *cred)
 {
   const char *const *f;
@@ -170,7 +184,7 @@ static void register_secrets(const json_t *cred)
   for(f = secret_fields; *f; f++) {
     s = json_string_value(json_object_get(cred, *f));
     if(s)
-      rqi_log_add_secret(s);
+      add_secret(s);
   }
 }
 

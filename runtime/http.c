@@ -16,6 +16,7 @@
  */
 #include <ctype.h>
 #include <curl/curl.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -434,8 +435,8 @@ static char *build_url(const char *base, const char *path,
   json_t *v, *e;
   char sep;
 
-  if(blen && base[blen - 1] == '/')
-    blen--;
+  /* exec.c already removed the base's one trailing '/' (§6.2); removing
+   * another here would turn a base ".../api//" into ".../api". */
   rq_buf_add(&b, base, blen);
   rq_buf_add(&b, path, plen);
   /* A path that already has a query gets '&' (none after "?" or "&"). */
@@ -805,6 +806,59 @@ static bool content_is_json(const json_t *headers)
   return false;
 }
 
+/* jansson refuses integers beyond 64 bits although the text is valid
+ * JSON.  Values are doubles (§5.1), so such a body is read with ".0"
+ * appended to each integer literal outside the int64 range: those become
+ * doubles while every other integer still passes through unchanged.
+ * Returns the new text (its length in *out_n). */
+static char *widen_big_ints(const char *data, size_t n, size_t *out_n)
+{
+  RqBuf b = RQ_BUF_INIT(0);
+  char tok[64];
+  size_t i = 0, j, k;
+  bool in_str = false, integral;
+
+  while(i < n) {
+    char ch = data[i];
+    if(in_str || (ch != '-' && !isdigit((unsigned char)ch))) {
+      if(in_str && ch == '\\' && i + 1 < n) {
+        rq_buf_add(&b, data + i, 2);
+        i += 2;
+        continue;
+      }
+      if(ch == '"')
+        in_str = !in_str;
+      rq_buf_add(&b, data + i, 1);
+      i++;
+      continue;
+    }
+    /* A number token: copy it, then widen it if it is a big integer. */
+    integral = true;
+    for(j = i; j < n && (isdigit((unsigned char)data[j]) ||
+                         (data[j] && strchr("+-.eE", data[j]))); j++) {
+      if(data[j] == '.' || data[j] == 'e' || data[j] == 'E')
+        integral = false;
+    }
+    rq_buf_add(&b, data + i, j - i);
+    k = j - i;
+    if(integral && k >= 19) {
+      bool big = k >= sizeof(tok);
+      if(!big) {
+        memcpy(tok, data + i, k);
+        tok[k] = '\0';
+        errno = 0;
+        (void)strtoll(tok, NULL, 10);
+        big = errno == ERANGE;
+      }
+      if(big)
+        rq_buf_add(&b, ".0", 2);
+    }
+    i = j;
+  }
+  *out_n = b.len;
+  return b.data ? b.data : rq_strdup("");
+}
+
 /* Decodes a final body (§6.4 step 6) into *out (new).  lenient: an error
  * body that does not parse becomes a string (or null) instead of failing.
  */
@@ -822,6 +876,12 @@ static int decode(Call *c, RqHttpResponse *rs, bool lenient, json_t **out)
     return 0;
   }
   v = json_loadb(data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+  if(!v && strstr(err.text, "too big")) {
+    size_t wlen;
+    char *wide = widen_big_ints(data, len, &wlen);
+    v = json_loadb(wide, wlen, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+    rq_free(wide);
+  }
   if(v) {
     *out = v;
     return 0;
@@ -1009,17 +1069,13 @@ static void record_candidate(Call *c, const json_t *last, size_t count)
 
   if(st->since_kind == RQ_SINCE_NONE || !c->all_2xx)
     return;
+  /* Only a timestamp string counts (§8.1): guessing seconds or ms from a
+   * number could move the checkpoint years ahead (an id read as a time)
+   * and make every later sync skip data. */
   if(st->since_update_from) {
     u = rqi_path_get(last, st->since_update_from);
     if(json_is_string(u) && rq_parse_time(json_string_value(u), &t))
       ms = t;
-    else if(json_is_number(u)) {
-      t = json_number_value(u);
-      if(t >= 1e12)
-        ms = t;
-      else if(t >= 1e9)
-        ms = t * 1000.0;
-    }
   }
   key = since_key(c);
   rqi_checkpoint_candidate(c->env->run, key, ms, (int)count);

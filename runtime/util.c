@@ -149,7 +149,7 @@ int rq_buf_addf(RqBuf *b, const char *fmt, ...)
 
 void rq_buf_free(RqBuf *b)
 {
-  free(b->data);
+  rq_free(b->data);
   b->data = NULL;
   b->len = 0;
   b->cap = 0;
@@ -425,7 +425,7 @@ int rq_mkdirs(const char *dir, int mode)
     }
     p[i] = saved;
   }
-  free(p);
+  rq_free(p);
   return rc;
 }
 
@@ -492,8 +492,8 @@ fail:
   errno = saved;
 out:
   saved = errno;
-  free(dir);
-  free(tmp);
+  rq_free(dir);
+  rq_free(tmp);
   errno = saved;
   return rc;
 }

@@ -273,7 +273,7 @@ static bool string_to_number(const char *s, size_t n, double *out)
     return false;
   char *copy = rq_strndup(s + start, end - start);
   *out = strtod(copy, NULL);   /* the syntax was checked above */
-  free(copy);
+  rq_free(copy);
   return true;
 }
 
@@ -492,7 +492,7 @@ static void dump(RqBuf *b, const json_t *v, int indent, int depth,
       put_str(b, indent ? ": " : ":");
       dump(b, f[i].value, indent, depth + 1, sorted);
     }
-    free(f);
+    rq_free(f);
     if (indent)
       put_indent(b, indent, depth);
     put(b, "}", 1);
@@ -652,7 +652,7 @@ json_t *rq_index(const json_t *base, const json_t *idx)
     size_t klen;
     char *key = rqi_text_n(idx, &klen);
     json_t *v = rq_ref(json_object_getn(base, key, klen));
-    free(key);
+    rq_free(key);
     return v;
   }
   return NULL;
@@ -922,7 +922,7 @@ void rq_str_append(json_t *s, const char *lit, size_t n)
   memcpy(p, json_string_value(s), len);
   memcpy(p + len, lit, n);
   json_string_setn_nocheck(s, p, len + n);
-  free(p);
+  rq_free(p);
 }
 
 void rq_str_append_enc(json_t *s, json_t *v)
@@ -944,7 +944,7 @@ void rq_str_append_enc(json_t *s, json_t *v)
   if (b.len)
     rq_str_append(s, b.data, b.len);
   rq_buf_free(&b);
-  free(text);
+  rq_free(text);
   json_decref(v);
 }
 
@@ -1181,7 +1181,7 @@ int rq_bi_env(const RqEnv *env, RqAt at, int argc, json_t *const *argv,
   char *name = rqi_text(arg(argc, argv, 0));
   const char *val = name[0] ? getenv(name) : NULL;
   *out = rq_str(val ? val : "", val ? strlen(val) : 0);
-  free(name);
+  rq_free(name);
   return 0;
 }
 
@@ -1239,7 +1239,7 @@ static int str_map(const RqEnv *env, RqAt at, const char *fn, int mode,
     p[i] = c;
   }
   *out = rq_str(p, n);
-  free(p);
+  rq_free(p);
   return 0;
 }
 
@@ -1275,12 +1275,12 @@ int rq_bi_contains(const RqEnv *env, RqAt at, int argc, json_t *const *argv,
     char *needle = rqi_text_n(n, &len);
     r = memmem(json_string_value(h), json_string_length(h), needle, len)
         != NULL;
-    free(needle);
+    rq_free(needle);
   } else if (json_is_object(h) && !is_nullish(n)) {
     size_t len;
     char *key = rqi_text_n(n, &len);
     r = json_object_getn(h, key, len) != NULL;
-    free(key);
+    rq_free(key);
   }
   *out = json_boolean(r);
   return 0;
@@ -1297,7 +1297,7 @@ static bool affix(const json_t *s, const json_t *p, bool at_end)
   bool r = plen <= slen &&
            memcmp(json_string_value(s) + (at_end ? slen - plen : 0), pre,
                   plen) == 0;
-  free(pre);
+  rq_free(pre);
   return r;
 }
 
@@ -1356,7 +1356,7 @@ int rq_bi_split(const RqEnv *env, RqAt at, int argc, json_t *const *argv,
       i = end + slen;
     }
   }
-  free(sp);
+  rq_free(sp);
   *out = r;
   return 0;
 }
@@ -1383,7 +1383,7 @@ int rq_bi_join(const RqEnv *env, RqAt at, int argc, json_t *const *argv,
   }
   *out = rq_str(b.data, b.len);
   rq_buf_free(&b);
-  free(sep);
+  rq_free(sep);
   return 0;
 }
 
@@ -1412,7 +1412,7 @@ int rq_bi_toNumber(const RqEnv *env, RqAt at, int argc, json_t *const *argv,
     if (json_is_string(v)) {
       char *s = rqi_compact(v, 60);
       int rc = rq_fail(env, at, "builtin toNumber: %s is not a number", s);
-      free(s);
+      rq_free(s);
       return rc;
     }
     return num_arg(env, at, "toNumber", v, &d);
@@ -1481,7 +1481,7 @@ int rq_bi_epochMs(const RqEnv *env, RqAt at, int argc, json_t *const *argv,
   if (strlen(s) != json_string_length(v) || !rq_parse_time(s, &ms)) {
     char *c = rqi_compact(v, 60);
     int rc = rq_fail(env, at, "builtin epochMs: cannot parse %s", c);
-    free(c);
+    rq_free(c);
     return rc;
   }
   *out = rq_num(ms);
@@ -1747,5 +1747,5 @@ void rqi_content_hash(const json_t *rec, char *out)
   rqi_sha256_hex(canon, strlen(canon), hex);
   memcpy(out, hex, 32);
   out[32] = '\0';
-  free(canon);
+  rq_free(canon);
 }
