@@ -27,6 +27,7 @@
 
 #define CONNECT_TIMEOUT_MS 10000L
 #define DEFAULT_TIMEOUT_MS 30000.0
+#define MAX_REDIRECTS 10        /* same-origin hops followed per request */
 #define DEFAULT_MAX_WAIT_S 300.0
 #define SLEEP_SLICE_MS 50.0
 
@@ -245,6 +246,39 @@ static CURLcode perform(ThreadConn *tc, RqHttpResponse *rs)
   return cc;
 }
 
+/* Do two absolute URLs share scheme, host and port?  Credentials are sent
+ * with every request to a source, so a redirect may only be followed
+ * within the source's own origin: curl would re-send custom credential
+ * headers (X-API-Key, a bearer `header:`) to any host it is sent to. */
+static bool same_origin(const char *a, const char *b)
+{
+  static const CURLUPart parts[] = { CURLUPART_SCHEME, CURLUPART_HOST,
+                                     CURLUPART_PORT };
+  CURLU *ua = curl_url(), *ub = curl_url();
+  bool same = ua && ub &&
+              curl_url_set(ua, CURLUPART_URL, a, 0) == CURLUE_OK &&
+              curl_url_set(ub, CURLUPART_URL, b, 0) == CURLUE_OK;
+  for(size_t i = 0; same && i < sizeof parts / sizeof parts[0]; i++) {
+    char *x = NULL, *y = NULL;
+    same = curl_url_get(ua, parts[i], &x, CURLU_DEFAULT_PORT) ==
+             CURLUE_OK &&
+           curl_url_get(ub, parts[i], &y, CURLU_DEFAULT_PORT) ==
+             CURLUE_OK &&
+           strcasecmp(x, y) == 0;
+    curl_free(x);
+    curl_free(y);
+  }
+  curl_url_cleanup(ua);
+  curl_url_cleanup(ub);
+  return same;
+}
+
+static bool is_redirect(long status)
+{
+  return status == 301 || status == 302 || status == 303 ||
+         status == 307 || status == 308;
+}
+
 int rqi_http_send(const RqHttpRequest *rq, RqHttpResponse *rs)
 {
   ThreadConn *tc;
@@ -256,6 +290,7 @@ int rqi_http_send(const RqHttpRequest *rq, RqHttpResponse *rs)
   long status = 0;
   size_t i;
   int rc = -1;
+  char *hop_url = NULL;   /* URL of the current redirect hop, if any */
 
   memset(rs, 0, sizeof(*rs));
   rs->body.max = RQ_HTTP_MAX_BODY;
@@ -295,8 +330,8 @@ int rqi_http_send(const RqHttpRequest *rq, RqHttpResponse *rs)
   curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
   curl_easy_setopt(h, CURLOPT_XFERINFODATA, rs);
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
-  curl_easy_setopt(h, CURLOPT_MAXREDIRS, 10L);
+  /* Redirects are followed below, one hop at a time (same_origin). */
+  curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
   curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE,
                    (curl_off_t)RQ_HTTP_MAX_BODY);
@@ -324,10 +359,42 @@ int rqi_http_send(const RqHttpRequest *rq, RqHttpResponse *rs)
     }
   }
 
-  cc = perform(tc, rs);
+  for(int hops = 0;; hops++) {
+    char *loc = NULL;
+    cc = perform(tc, rs);
+    if(cc != CURLE_OK)
+      break;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    if(!is_redirect(status) || hops >= MAX_REDIRECTS ||
+       curl_easy_getinfo(h, CURLINFO_REDIRECT_URL, &loc) != CURLE_OK ||
+       !loc)
+      break;
+    if(!same_origin(rq->url, loc)) {
+      char *shown = rqi_log_redact(loc);
+      rq_log(RQ_LOG_WARN, NULL, "redirect to another origin not followed "
+             "(HTTP %ld to %s): credentials go only to the source's own "
+             "host", status, shown);
+      rq_free(shown);
+      break;
+    }
+    /* Next hop: 303, and 301/302 after a POST, continue as GET without
+     * the body, as browsers and curl do. */
+    char *next = rq_strdup(loc);
+    curl_easy_setopt(h, CURLOPT_URL, next);
+    if(status == 303 || ((status == 301 || status == 302) &&
+                         strcmp(rq->method, "POST") == 0)) {
+      curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, NULL);
+      curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    }
+    rq_free(hop_url);
+    hop_url = next;
+    rs->body.len = 0;
+    if(rs->body.data)
+      rs->body.data[0] = '\0';
+    json_object_clear(rs->headers);
+  }
   rs->elapsed_ms = rq_mono_ms() - t0;
   if(cc == CURLE_OK) {
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     rs->status = (int)status;
     rc = 0;
   }
@@ -347,6 +414,7 @@ int rqi_http_send(const RqHttpRequest *rq, RqHttpResponse *rs)
    * that rqi_http_global_cleanup can free it. */
   curl_easy_reset(h);
   curl_slist_free_all(sl);
+  rq_free(hop_url);
   return rc;
 
 oom:
