@@ -34,20 +34,37 @@
 #define RQ_BUILD_FLAGS ""
 #endif
 
-enum { MAX_ARGS = 256, RT_MAX = PATH_MAX + 64 };
+enum { RT_MAX = PATH_MAX + 64 };
 
+/* The argument vector grows as needed: $CFLAGS and --cflags may hold any
+ * number of words, and a fixed limit that dropped the words past it
+ * (the output file, the libraries) built the wrong command. */
 typedef struct {
-  char *argv[MAX_ARGS + 1];
-  int argc;
+  char **argv;          /* malloc'd, NULL-terminated; entries strdup'd */
+  int argc, cap;
+  bool failed;          /* out of memory: the command is incomplete */
 } Cmd;
 
 static void cmd_add(Cmd *c, const char *s)
 {
-  if(c->argc >= MAX_ARGS) {
-    fprintf(stderr, "reqonc: error: C compiler command too long\n");
+  if(c->failed)
+    return;
+  if(c->argc + 1 >= c->cap) {
+    int cap = c->cap ? c->cap * 2 : 64;
+    char **nv = realloc(c->argv, (size_t)cap * sizeof *nv);
+    if(!nv) {
+      c->failed = true;
+      return;
+    }
+    c->argv = nv;
+    c->cap = cap;
+  }
+  char *copy = strdup(s);
+  if(!copy) {
+    c->failed = true;
     return;
   }
-  c->argv[c->argc++] = strdup(s);
+  c->argv[c->argc++] = copy;
   c->argv[c->argc] = NULL;
 }
 
@@ -64,13 +81,13 @@ static void cmd_add_words(Cmd *c, const char *s)
     const char *w = s;
     while(*s && *s != ' ' && *s != '\t' && *s != '\n')
       s++;
-    char buf[PATH_MAX];
-    size_t n = (size_t)(s - w);
-    if(n >= sizeof buf)
-      n = sizeof buf - 1;
-    memcpy(buf, w, n);
-    buf[n] = '\0';
-    cmd_add(c, buf);
+    char *word = strndup(w, (size_t)(s - w));   /* any length */
+    if(!word) {
+      c->failed = true;
+      return;
+    }
+    cmd_add(c, word);
+    free(word);
   }
 }
 
@@ -78,7 +95,9 @@ static void cmd_free(Cmd *c)
 {
   for(int i = 0; i < c->argc; i++)
     free(c->argv[i]);
-  c->argc = 0;
+  free(c->argv);
+  c->argv = NULL;
+  c->argc = c->cap = 0;
 }
 
 static bool is_file(const char *dir, const char *name)
@@ -159,7 +178,7 @@ int cc_build(const CcOptions *o, const char *c_path, const char *out_path)
             "and libreqonrt.a); use --runtime-dir or REQON_RUNTIME_DIR\n");
     return 4;
   }
-  Cmd c = { { 0 }, 0 };
+  Cmd c = { NULL, 0, 0, false };
   const char *cc = o->cc;
   if(!cc || !*cc)
     cc = getenv("CC");
@@ -180,6 +199,12 @@ int cc_build(const CcOptions *o, const char *c_path, const char *out_path)
   cmd_add(&c, arg);
   cmd_add_words(&c, RQ_DEP_LIBS);
   cmd_add_words(&c, getenv("LDFLAGS"));
+  if(c.failed) {
+    fprintf(stderr, "reqonc: error: out of memory building the C compiler "
+            "command\n");
+    cmd_free(&c);
+    return 4;
+  }
 
   if(o->print_only) {
     print_cmd(stdout, &c);

@@ -688,6 +688,21 @@ static const char *word_or_string(const Node *v)
   return NULL;
 }
 
+/* The generated tables hold durations as C double literals and the
+ * runtime converts them to long (curl timeouts, sleeps): a huge value
+ * would print as "inf" (C that does not compile) or overflow the
+ * conversion, so anything over MAX_DURATION_MS (about 31,700 years) is
+ * an error, like val_number's limit. */
+#define MAX_DURATION_MS 1e15
+
+static bool duration_in_range(Ck *k, const Node *e, double ms)
+{
+  if (ms <= MAX_DURATION_MS)
+    return true;
+  diag_error(k->c, val_at(e), "option '%s' is too large", key_of(e));
+  return false;
+}
+
 /* Duration (§3): a Number in `unit_ms` units, or "<digits>(ms|s|m|h|d)". */
 static bool val_duration(Ck *k, const Node *e, double unit_ms, double *out)
 {
@@ -699,7 +714,7 @@ static bool val_duration(Ck *k, const Node *e, double unit_ms, double *out)
     return false;
   if (v->kind == ND_NUM && v->num >= 0) {
     *out = v->num * unit_ms;
-    return true;
+    return duration_in_range(k, e, *out);
   }
   if (v->kind != ND_STR || !v->str) {
     diag_error(k->c, val_at(e), "option '%s' expects a duration (a number "
@@ -729,7 +744,7 @@ static bool val_duration(Ck *k, const Node *e, double unit_ms, double *out)
     return false;
   }
   *out = n * mul;
-  return true;
+  return duration_in_range(k, e, *out);
 }
 
 /* Enum (§3): a Word or a String from `names`.  Returns the index or -1. */
@@ -1170,8 +1185,10 @@ static void norm_paginate(Ck *k, Node *e, FetchOpts *f)
     ok = false;
   if (ok) {
     f->pg_param = pg_word(args[0]);
+    /* the size is emitted as an int (RqStep.pg_size); the bound also
+     * keeps the (long long) conversion defined */
     ok = f->pg_param != NULL && args[1]->kind == ND_NUM &&
-         args[1]->num >= 1 &&
+         args[1]->num >= 1 && args[1]->num <= INT_MAX &&
          args[1]->num == (double)(long long)args[1]->num;
   }
   if (ok) {
@@ -1798,6 +1815,8 @@ static void check_schedule(Ck *k, Node *sc)
                  str_or(sc->word2, ""));
     else if (sc->num < 1)
       diag_error(k->c, sc->loc, "schedule interval must be at least 1");
+    else if (sc->num * ms > MAX_DURATION_MS)
+      diag_error(k->c, sc->loc, "schedule interval is too large");
     else
       o->every_ms = sc->num * ms;
   } else if (streq(sc->word, "cron")) {

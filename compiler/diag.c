@@ -12,6 +12,7 @@
  * later is suppressed.  Nothing here exits: main() decides.
  */
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "reqonc.h"
@@ -38,6 +39,46 @@ static void print_snippet(Compilation *c, Loc loc, int line, int col)
   for(int i = 1; i < width; i++)
     fputc('~', out);
   fputc('\n', out);
+}
+
+/* Writes the formatted message with its control bytes escaped the way a
+ * Reqon string writes them (\n, \t, \r, \u001b): messages quote user
+ * strings and paths, and a raw newline or terminal escape in one would
+ * break the one-line-per-diagnostic format (SPEC §11.1) or the user's
+ * terminal. */
+static void write_message(FILE *out, const char *fmt, va_list ap)
+{
+  char small[512];
+  va_list ap2;
+  va_copy(ap2, ap);
+  int n = vsnprintf(small, sizeof small, fmt, ap2);
+  va_end(ap2);
+  if(n < 0)
+    return;
+  char *msg = small;
+  if((size_t)n >= sizeof small) {
+    msg = malloc((size_t)n + 1);
+    if(!msg) {          /* out of memory: the message unescaped */
+      vfprintf(out, fmt, ap);
+      return;
+    }
+    vsnprintf(msg, (size_t)n + 1, fmt, ap);
+  }
+  for(int i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)msg[i];
+    if(ch == '\n')
+      fputs("\\n", out);
+    else if(ch == '\t')
+      fputs("\\t", out);
+    else if(ch == '\r')
+      fputs("\\r", out);
+    else if(ch < 0x20 || ch == 0x7f)
+      fprintf(out, "\\u%04x", ch);
+    else
+      fputc(ch, out);
+  }
+  if(msg != small)
+    free(msg);
 }
 
 void diag_at(Compilation *c, DiagLevel lv, Loc loc, const char *fmt, ...)
@@ -70,7 +111,7 @@ void diag_at(Compilation *c, DiagLevel lv, Loc loc, const char *fmt, ...)
   }
   va_list ap;
   va_start(ap, fmt);
-  vfprintf(out, fmt, ap);
+  write_message(out, fmt, ap);
   va_end(ap);
   fputc('\n', out);
   if(located)
@@ -83,7 +124,7 @@ void diag_plain(Compilation *c, const char *fmt, ...)
   fputs("reqonc: error: ", c->err);
   va_list ap;
   va_start(ap, fmt);
-  vfprintf(c->err, fmt, ap);
+  write_message(c->err, fmt, ap);
   va_end(ap);
   fputc('\n', c->err);
 }

@@ -200,7 +200,10 @@ static char *new_sym(Emit *e, const char *role)
 }
 
 /* Writes text inside a C comment: a path can hold any byte, so comment
- * terminators and control bytes are defused. */
+ * terminators and control bytes are defused, and so is "??": C11 still
+ * translates trigraphs, and a "??/" that ends a comment line (a command
+ * line whose last argument is "dir??/") is a backslash-newline that
+ * -Wall -Werror rejects. */
 static void emit_comment_text(Str *s, const char *text)
 {
   for(const char *p = text; *p; p++) {
@@ -208,6 +211,8 @@ static void emit_comment_text(Str *s, const char *text)
       str_add(s, p, 1);
       STR_LIT(s, "_");    /* neither ends nor opens a comment */
       p++;
+    } else if(p[0] == '?' && p[1] == '?') {
+      STR_LIT(s, "?_");   /* the next '?' is written on its own */
     } else if((unsigned char)*p < 0x20) {
       STR_LIT(s, "?");
     } else {
@@ -438,7 +443,6 @@ static bool has_placeholder(const Node *n)
 static int gen_call(Emit *e, Fn *f, const Node *n)
 {
   int r = temp(f);
-  int args[64];
   int argc = 0;
   if(n->builtin < 0 ||
      (size_t)n->builtin >= sizeof builtin_fn / sizeof builtin_fn[0])
@@ -457,11 +461,14 @@ static int gen_call(Emit *e, Fn *f, const Node *n)
     check_rc(f);
     return r;
   }
-  for(const Node *a = n->body; a; a = a->next) {
-    if(argc >= 64)
-      emit_bug("too many arguments");
+  /* variadic builtins (concat, min, max) take any number of arguments,
+   * so the slot list is sized from the call, not fixed */
+  int n_args = 0;
+  for(const Node *a = n->body; a; a = a->next)
+    n_args++;
+  int *args = ZALLOC(e, (size_t)(n_args ? n_args : 1), args);
+  for(const Node *a = n->body; a; a = a->next)
     args[argc++] = gen(e, f, a);
-  }
   fn_line(e, f, n->loc);
   if(argc == 0) {
     OUT("  rc = %s(env, ", builtin_fn[n->builtin]);
@@ -678,7 +685,8 @@ static int gen(Emit *e, Fn *f, const Node *n)
         OUT(", t[%d], t[%d]);\n", r, a);
         check_rc(f);
       } else {
-        size_t kl = strlen(en->name ? en->name : "");
+        /* a String key's length counts its NUL bytes (reqon.y) */
+        size_t kl = en->flag2 ? en->len : strlen(en->name ? en->name : "");
         OUT("  rq_object_add(t[%d], ", r);
         emit_cstring(&f->body, en->name ? en->name : "", kl);
         OUT(", %zu, t[%d]);\n  t[%d] = NULL;\n", kl, a, a);

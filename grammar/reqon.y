@@ -713,11 +713,15 @@ static Node *entry(Compilation *c, Loc loc, const char *key, Loc key_loc,
   return n;
 }
 
+/* A String key may hold "\u0000": the interned name is NUL-terminated,
+ * so its byte length is kept in len for the object it builds. */
 static Node *str_entry(Compilation *c, Loc loc, Node *key, Node *val,
                        Node *opts)
 {
-  return entry(c, loc, intern(c, key->str, key->len), key->loc, true, val,
-               opts);
+  Node *n = entry(c, loc, intern(c, key->str, key->len), key->loc, true,
+                  val, opts);
+  n->len = key->len;
+  return n;
 }
 
 static Node *directive(Compilation *c, Loc loc, const char *word)
