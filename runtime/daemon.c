@@ -947,8 +947,12 @@ int rq_daemon_main(int argc, char **argv, const char *const *files,
   locked = true;
   for (size_t i = 0; i < n_missions; i++)
     if (is_selected(&cli, i) &&
-        (rqi_opts.once || missions[i].schedule.kind == RQ_SCHED_EVERY))
+        (rqi_opts.once || missions[i].schedule.kind == RQ_SCHED_EVERY)) {
       rqi_auth_check_mission(&missions[i]);
+      /* A run left "running" by a crash is closed as failed ("interrupted")
+       * before anything else runs (SPEC §8.3; --resume is not built yet). */
+      (void)rqi_exec_recover(&missions[i], false);
+    }
   if (install_signals() != 0) {
     rq_log(RQ_LOG_ERROR, NULL, "cannot create the wake-up pipe: %s",
            strerror(errno));
