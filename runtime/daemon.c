@@ -95,7 +95,8 @@ static const OptDef opt_table[] = {
   { "webhook-url", "URL", O_WEBHOOK_URL, false, "public webhook base URL" },
   { "webhook-token", "T", O_WEBHOOK_TOKEN, false, "webhook token" },
   { "max-parallel", "N", O_MAX_PARALLEL, true,
-    "missions running at once (default 4)" },
+    "missions running at once (default 4; accepted, but this version "
+    "runs missions one at a time)" },
   { "check-interval", "MS", O_CHECK_INTERVAL, true,
     "wake the scheduler at least every MS ms (default 1000)" },
   { "shutdown-timeout", "S", O_SHUTDOWN_TIMEOUT, true,
