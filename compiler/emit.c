@@ -42,6 +42,7 @@ typedef struct {
   const char *prefix; /* "rqm_<Mission>_" */
   Mission *m;
   int counter;        /* per-output counter for unique symbol numbers */
+  bool big_fns;       /* a function got RQM_BIG (see gen_function_ex) */
 } Emit;
 
 /* State of the function being generated. */
@@ -343,11 +344,17 @@ static void gen_path_name(Emit *e, Fn *f, int r, const char *p, size_t n)
   size_t i = 0;
   while(i < n && p[i] != '.')
     i++;
-  OUT("  t[%d] = rq_var(env, ", r);
-  emit_cstring(&f->body, p, i);
-  OUT(");\n  if(t[%d] == NULL)\n    t[%d] = rq_name(env, ", r, r);
-  emit_cstring(&f->body, p, i);
-  OUT(");\n");
+  if(i == 8 && memcmp(p, "response", 8) == 0) {
+    /* the keyword, as in any expression (SPEC §5.2): never a variable,
+     * and not a field called "response" */
+    OUT("  t[%d] = rq_response(env);\n", r);
+  } else {
+    OUT("  t[%d] = rq_var(env, ", r);
+    emit_cstring(&f->body, p, i);
+    OUT(");\n  if(t[%d] == NULL)\n    t[%d] = rq_name(env, ", r, r);
+    emit_cstring(&f->body, p, i);
+    OUT(");\n");
+  }
   while(i < n) {
     size_t j = ++i;
     while(j < n && p[j] != '.')
@@ -782,6 +789,9 @@ static void reindent(Str *s, const char *body)
   }
 }
 
+/* Slots above which a function is marked RQM_BIG. */
+#define BIG_FN_TEMPS 1000
+
 /* Generates a whole RqExprFn for expression n; returns its name. The path
  * flag selects the placeholder treatment of string-literal HTTP paths. */
 static const char *gen_function_ex(Emit *e, const Node *n, const char *what,
@@ -799,7 +809,16 @@ static const char *gen_function_ex(Emit *e, const Node *n, const char *what,
   emit_where(e, s, n->loc);
   STR_LIT(s, ": ");
   emit_quote(e, s, n);
-  str_printf(s, " */\nstatic int %s(const RqEnv *env, json_t **out)\n{\n",
+  STR_LIT(s, " */\n");
+  /* Every call in a function passes its slot array t (or &t[i]) along,
+   * and GCC's points-to analysis is then superlinear in the number of
+   * calls: a 5000-element array literal took minutes at -O2.  Such
+   * functions opt out of that one pass (RQM_BIG, defined in the head). */
+  if(f.n_temps > BIG_FN_TEMPS) {
+    STR_LIT(s, "RQM_BIG\n");
+    e->big_fns = true;
+  }
+  str_printf(s, "static int %s(const RqEnv *env, json_t **out)\n{\n",
              name);
   str_printf(s, "  json_t *t[%d] = { NULL };\n  int rc = 0;\n  (void)env;\n",
              f.n_temps);
@@ -1669,6 +1688,10 @@ void emit_program(Compilation *c, FILE *out, const EmitOptions *opt)
   int line = 1;
   const char *c_name = opt->c_name ? opt->c_name : "missions.c";
   write_resolved(out, head.data, &line, c_name);
+  if(e.big_fns)
+    write_resolved(out, "#if defined(__GNUC__) && !defined(__clang__)\n"
+                   "#define RQM_BIG __attribute__((optimize(\"no-tree-pta\")))"
+                   "\n#else\n#define RQM_BIG\n#endif\n\n", &line, c_name);
   if(e.funcs.data)
     write_resolved(out, e.funcs.data, &line, c_name);
   if(e.tables.data)
