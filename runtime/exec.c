@@ -625,7 +625,7 @@ static int put_records(const Frame *f, const RqStep *st, int idx,
     rc = record_key(f, st, keyfn, name, rec, &keys[i]);
     if(rc)
       goto out;
-    json_array_append_new(recs, json_copy(rec));
+    json_array_append_new(recs, rqi_copy(rec));
   }
   rc = rqi_store_open(&env, st->at, idx, &store);
   if(rc)
@@ -746,7 +746,7 @@ static int dir_queue(Frame *f, const RqStep *st)
   int rc;
 
   if(json_is_object(env.subject))
-    rec = json_copy(env.subject);
+    rec = rqi_copy(env.subject);
   else {
     rec = json_object();
     json_object_set_new(rec, "value",

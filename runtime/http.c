@@ -1177,7 +1177,7 @@ static int run_pages(Call *c)
   rqi_pager_init(&pager, c->st);
   c->all_2xx = true;
   for(;;) {
-    q = json_copy(c->query);
+    q = rqi_copy(c->query);
     rqi_pager_params(&pager, q);
     rc = fetch_page(c, q, pager.page, &pg);
     json_decref(q);

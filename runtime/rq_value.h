@@ -34,6 +34,10 @@ void rqi_content_hash(const json_t *rec, char *out);
 char *rqi_canonical(const json_t *v);
 /* Lowercase hex SHA-256 of n bytes; out holds 65 bytes. */
 void rqi_sha256_hex(const void *data, size_t n, char out[65]);
+/* Shallow copy of a value; for objects, keys holding NUL bytes are kept
+ * (jansson's json_copy cuts them at the NUL).  Returns a new reference. */
+json_t *rqi_copy(const json_t *v);
+json_t *rqi_deep_copy(const json_t *v);     /* the same, all the way down */
 /* Reads a dotted path ("meta.next") in v; a segment of digits indexes
  * an array ("items.0").  Borrowed or NULL. */
 json_t *rqi_path_get(const json_t *v, const char *dotted);

@@ -147,7 +147,7 @@ int rqi_checkpoint_commit(RqRun *run)
   }
   pthread_mutex_lock(&g_cp_mu);
   /* A shallow copy: entries are replaced, never modified. */
-  doc = json_copy(cp_doc(mission));
+  doc = rqi_copy(cp_doc(mission));
   json_object_foreach(run->candidates, key, c) {
     char iso[40];
     json_t *e = json_object();

@@ -181,15 +181,37 @@ static json_t *make_record(const json_t *prev, json_t *rec, bool merge,
     json_t *v;
     /* Old fields keep their place; new ones are appended (§7.1).  The
      * copy is shallow: old values are never modified in place. */
-    nw = json_copy((json_t *)prev);
-    json_object_foreach(rec, k, v)
-      json_object_set_new_nocheck(nw, k, json_deep_copy(v));
+    nw = rqi_copy(prev);
+    size_t klen;
+    /* keylen: a key may hold NUL bytes ({"a\u0000b": 1}) */
+    json_object_keylen_foreach(rec, k, klen, v)
+      json_object_setn_new_nocheck(nw, k, klen, rqi_deep_copy(v));
   } else {
-    nw = json_deep_copy(rec);
+    nw = rqi_deep_copy(rec);
   }
   if (partial >= 0)
     json_object_set_new(nw, "_partial", json_boolean(partial));
   return nw;
+}
+
+/* Does any object in v have a field name holding a NUL byte?  jansson
+ * writes such names but refuses to read them back, so a file store that
+ * took one would be unreadable ("corrupt") from the next run on. */
+static bool has_nul_name(const json_t *v)
+{
+  const char *k;
+  size_t klen, i;
+  json_t *x;
+  if (json_is_object(v)) {
+    json_object_keylen_foreach((json_t *)v, k, klen, x)
+      if (memchr(k, '\0', klen) || has_nul_name(x))
+        return true;
+  } else if (json_is_array(v)) {
+    json_array_foreach(v, i, x)
+      if (has_nul_name(x))
+        return true;
+  }
+  return false;
 }
 
 int rqi_store_put(const RqEnv *env, RqAt at, RqStore *st, const char *name,
@@ -203,6 +225,7 @@ int rqi_store_put(const RqEnv *env, RqAt at, RqStore *st, const char *name,
   const char *key;
   json_t *nw;
   const char *bad_type = NULL;      /* a record that is not an object */
+  bool bad_name = false;            /* a NUL in a field name (file) */
   int write_errno = 0;              /* the flush failed */
 
   pthread_mutex_lock(&st->mu);
@@ -212,6 +235,10 @@ int rqi_store_put(const RqEnv *env, RqAt at, RqStore *st, const char *name,
     json_t *prev;
     if (!json_is_object(rec)) {
       bad_type = rqi_type_name(rec);
+      goto out;
+    }
+    if (st->ops == &rqi_store_file_ops && has_nul_name(rec)) {
+      bad_name = true;
       goto out;
     }
     prev = json_object_get(staged, keys[i]);
@@ -262,6 +289,9 @@ out:
   if (bad_type)
     return rq_fail(env, at, "store %s: record must be an object (got %s)",
                    name, bad_type);
+  if (bad_name)
+    return rq_fail(env, at, "store %s: a field name holds a NUL byte "
+                   "(\\u0000), which a file store cannot read back", name);
   if (write_errno)
     return rq_fail(env, at, "store %s: cannot write %s: %s", name,
                    st->id, strerror(write_errno));

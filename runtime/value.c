@@ -501,6 +501,40 @@ static void dump(RqBuf *b, const json_t *v, int indent, int depth,
   }
 }
 
+json_t *rqi_copy(const json_t *v)
+{
+  if (!json_is_object(v))
+    return json_copy((json_t *)v);
+  json_t *out = json_object();
+  const char *key;
+  size_t klen;
+  json_t *val;
+  json_object_keylen_foreach((json_t *)v, key, klen, val)
+    json_object_setn_nocheck(out, key, klen, val);
+  return out;
+}
+
+json_t *rqi_deep_copy(const json_t *v)
+{
+  if (json_is_array(v)) {
+    json_t *out = json_array();
+    size_t i;
+    json_t *el;
+    json_array_foreach(v, i, el)
+      json_array_append_new(out, rqi_deep_copy(el));
+    return out;
+  }
+  if (!json_is_object(v))
+    return json_copy((json_t *)v);   /* scalars */
+  json_t *out = json_object();
+  const char *key;
+  size_t klen;
+  json_t *val;
+  json_object_keylen_foreach((json_t *)v, key, klen, val)
+    json_object_setn_new_nocheck(out, key, klen, rqi_deep_copy(val));
+  return out;
+}
+
 char *rqi_dumps(const json_t *v, int indent)
 {
   RqBuf b = RQ_BUF_INIT(0);
