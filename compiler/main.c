@@ -46,7 +46,7 @@ static void usage(FILE *f)
     "  --emit-c DIR     write the generated C to DIR/missions.c and stop\n"
     "  --check          parse and check only; produce no output\n"
     "  --cc CC          C compiler to use (default $CC, else cc)\n"
-    "  --cflags FLAGS   extra flags for the C compiler (default $CFLAGS)\n"
+    "  --cflags FLAGS   extra C compiler flags, after $CFLAGS (default -O2)\n"
     "  -Werror          treat warnings as errors\n"
     "  --version        print the version and exit\n"
     "  --help           print this help and exit\n"
@@ -124,7 +124,6 @@ static int parse_args(Compilation *c, int argc, char **argv, Options *o)
   o->cc.cc = getenv("CC");
   if(!o->cc.cc || !*o->cc.cc)
     o->cc.cc = "cc";
-  o->cc.cflags = getenv("CFLAGS");
   o->cc.runtime_dir = getenv("REQON_RUNTIME_DIR");
   if(o->cc.runtime_dir && !*o->cc.runtime_dir)
     o->cc.runtime_dir = NULL;
