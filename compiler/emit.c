@@ -42,7 +42,6 @@ typedef struct {
   const char *prefix; /* "rqm_<Mission>_" */
   Mission *m;
   int counter;        /* per-output counter for unique symbol numbers */
-  bool big_fns;       /* a function got RQM_BIG (see gen_function_ex) */
 } Emit;
 
 /* State of the function being generated. */
@@ -789,7 +788,7 @@ static void reindent(Str *s, const char *body)
   }
 }
 
-/* Slots above which a function is marked RQM_BIG. */
+/* Slots above which a function is marked RQ_BIG_FN. */
 #define BIG_FN_TEMPS 1000
 
 /* Generates a whole RqExprFn for expression n; returns its name. The path
@@ -813,11 +812,9 @@ static const char *gen_function_ex(Emit *e, const Node *n, const char *what,
   /* Every call in a function passes its slot array t (or &t[i]) along,
    * and GCC's points-to analysis is then superlinear in the number of
    * calls: a 5000-element array literal took minutes at -O2.  Such
-   * functions opt out of that one pass (RQM_BIG, defined in the head). */
-  if(f.n_temps > BIG_FN_TEMPS) {
-    STR_LIT(s, "RQM_BIG\n");
-    e->big_fns = true;
-  }
+   * functions opt out of that one pass (RQ_BIG_FN, from reqon.h). */
+  if(f.n_temps > BIG_FN_TEMPS)
+    STR_LIT(s, "RQ_BIG_FN\n");
   str_printf(s, "static int %s(const RqEnv *env, json_t **out)\n{\n",
              name);
   str_printf(s, "  json_t *t[%d] = { NULL };\n  int rc = 0;\n  (void)env;\n",
@@ -1688,10 +1685,6 @@ void emit_program(Compilation *c, FILE *out, const EmitOptions *opt)
   int line = 1;
   const char *c_name = opt->c_name ? opt->c_name : "missions.c";
   write_resolved(out, head.data, &line, c_name);
-  if(e.big_fns)
-    write_resolved(out, "#if defined(__GNUC__) && !defined(__clang__)\n"
-                   "#define RQM_BIG __attribute__((optimize(\"no-tree-pta\")))"
-                   "\n#else\n#define RQM_BIG\n#endif\n\n", &line, c_name);
   if(e.funcs.data)
     write_resolved(out, e.funcs.data, &line, c_name);
   if(e.tables.data)

@@ -58,6 +58,16 @@ typedef struct RqEnv {
 
 typedef int (*RqExprFn)(const RqEnv *env, json_t **out);
 
+/* Marks a generated expression function with very many temporaries (a
+ * literal of thousands of elements): GCC's points-to analysis is
+ * superlinear in them (minutes at -O2), so such functions opt out of that
+ * one pass. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define RQ_BIG_FN __attribute__((optimize("no-tree-pta")))
+#else
+#define RQ_BIG_FN
+#endif
+
 /* Records a step error "msg" at `at`; returns -RQ_E_FAIL. */
 int rq_fail(const RqEnv *env, RqAt at, const char *fmt, ...)
   __attribute__((format(printf, 3, 4)));
