@@ -258,6 +258,14 @@ static int temp(Fn *f)
   return f->n_temps++;
 }
 
+static size_t list_len(const Node *n)
+{
+  size_t len = 0;
+  for(; n; n = n->next)
+    len++;
+  return len;
+}
+
 #define OUT(...) str_printf(&f->body, __VA_ARGS__)
 
 static void check_rc(Fn *f)
@@ -850,9 +858,7 @@ static const char *gen_kv(Emit *e, const Node *obj, const char *what,
   *count = 0;
   if(!obj)
     return NULL;
-  size_t n = 0;
-  for(const Node *en = obj->body; en; en = en->next)
-    n++;
+  size_t n = list_len(obj->body);
   if(n == 0)
     return NULL;
   const char **fns = ZALLOC(e, n, fns);
@@ -941,9 +947,7 @@ typedef struct {
 
 static const char *gen_assumes(Emit *e, const Node *list, size_t *count)
 {
-  size_t n = 0;
-  for(const Node *a = list; a; a = a->next)
-    n++;
+  size_t n = list_len(list);
   *count = n;
   if(n == 0)
     return NULL;
@@ -970,9 +974,7 @@ static const char *gen_assumes(Emit *e, const Node *list, size_t *count)
 
 static const char *gen_arms(Emit *e, const Node *list, size_t *count)
 {
-  size_t n = 0;
-  for(const Node *a = list; a; a = a->next)
-    n++;
+  size_t n = list_len(list);
   *count = n;
   if(n == 0)
     return NULL;
@@ -1243,9 +1245,7 @@ static void emit_step(Emit *e, Str *s, const Node *st, const StepParts *p)
 static const char *gen_steps(Emit *e, const Node *list, const char *what,
                              size_t *count)
 {
-  size_t n = 0;
-  for(const Node *st = list; st; st = st->next)
-    n++;
+  size_t n = list_len(list);
   *count = n;
   if(n == 0)
     return NULL;
@@ -1383,8 +1383,7 @@ static const char *gen_schemas(Emit *e, Mission *m)
   Str *s = &e->tables;
   for(int i = 0; i < n; i++) {
     Node *sc = m->schemas.data[i];
-    for(const Node *fd = sc->body; fd; fd = fd->next)
-      nf[i]++;
+    nf[i] = list_len(sc->body);
     if(nf[i] == 0)
       continue;
     fields[i] = new_sym(e, "fields");
@@ -1419,9 +1418,7 @@ static const char *gen_transforms(Emit *e, Mission *m)
   Str *s = &e->tables;
   for(int i = 0; i < n; i++) {
     Node *tr = m->transforms.data[i];
-    size_t k = 0;
-    for(const Node *v = tr->body; v; v = v->next)
-      k++;
+    size_t k = list_len(tr->body);
     nv[i] = k;
     if(k == 0)
       continue;
