@@ -22,12 +22,15 @@ if [ -n "${SANITIZE:-}" ]; then
   export ASAN_OPTIONS UBSAN_OPTIONS
 fi
 
+# Another folder of cases, under another suite name (run-conformance.sh).
+suite=${E2E_SUITE:-e2e}
+dir=${E2E_CASES:-$top/tests/e2e/cases}
 if [ $# -gt 0 ]; then
   cases=""
-  for n in "$@"; do cases="$cases $top/tests/e2e/cases/${n%/}"; done
+  for n in "$@"; do cases="$cases $dir/${n%/}"; done
 else
-  cases=$(ls -d "$top"/tests/e2e/cases/*/)
+  cases=$(ls -d "$dir"/*/)
 fi
 # shellcheck disable=SC2086  # case paths never contain spaces
-exec "$PYTHON" "$top/tests/e2e/harness.py" --build "$BUILD" --suite e2e \
-  $cases
+exec "$PYTHON" "$top/tests/e2e/harness.py" --build "$BUILD" \
+  --suite "$suite" $cases
