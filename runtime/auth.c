@@ -298,6 +298,19 @@ static json_t *get_cred(const char *name)
 }
 
 /* ------------------------------------------------------ public API */
+
+/* Installs creds (steals; NULL for none) as the file credentials, and
+ * drops the cached environment credentials so they are read again. */
+static void set_creds(json_t *creds)
+{
+  pthread_mutex_lock(&mu);
+  json_decref(file_creds);
+  file_creds = creds;
+  json_decref(env_creds);
+  env_creds = NULL;
+  pthread_mutex_unlock(&mu);
+}
+
 int rqi_auth_load(const char *path)
 {
   json_error_t err;
@@ -305,12 +318,7 @@ int rqi_auth_load(const char *path)
   const char *k;
 
   if(!path) {
-    pthread_mutex_lock(&mu);
-    json_decref(file_creds);
-    file_creds = NULL;
-    json_decref(env_creds);
-    env_creds = NULL;
-    pthread_mutex_unlock(&mu);
+    set_creds(NULL);
     return 0;
   }
   raw = json_load_file(path, 0, &err);
@@ -338,23 +346,13 @@ int rqi_auth_load(const char *path)
   json_decref(raw);
   json_object_foreach(exp, k, v)
     register_secrets(v);
-  pthread_mutex_lock(&mu);
-  json_decref(file_creds);
-  file_creds = exp;
-  json_decref(env_creds);    /* re-read the environment after a reload */
-  env_creds = NULL;
-  pthread_mutex_unlock(&mu);
+  set_creds(exp);
   return 0;
 }
 
 void rqi_auth_free(void)
 {
-  pthread_mutex_lock(&mu);
-  json_decref(file_creds);
-  file_creds = NULL;
-  json_decref(env_creds);
-  env_creds = NULL;
-  pthread_mutex_unlock(&mu);
+  set_creds(NULL);
 }
 
 void rqi_auth_check_mission(const RqMissionDef *m)
