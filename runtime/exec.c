@@ -589,8 +589,8 @@ invalid:
 }
 
 /* Writes the records of val (borrowed: an object or an array of objects)
- * to store idx as one unit.  Each record is copied, so the input value is
- * never modified. */
+ * to store idx as one unit.  rqi_store_put copies what it keeps, so the
+ * input value is never modified and needs no copy here. */
 static int put_records(const Frame *f, const RqStep *st, int idx,
                        const char *name, RqExprFn keyfn, json_t *val,
                        bool merge, int partial)
@@ -625,7 +625,7 @@ static int put_records(const Frame *f, const RqStep *st, int idx,
     rc = record_key(f, st, keyfn, name, rec, &keys[i]);
     if(rc)
       goto out;
-    json_array_append_new(recs, rqi_copy(rec));
+    json_array_append(recs, rec);
   }
   rc = rqi_store_open(&env, st->at, idx, &store);
   if(rc)
