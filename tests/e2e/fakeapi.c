@@ -10,13 +10,19 @@
  * query/headers/body matching with "*", {"regex"} (full match; \d \w \s
  * and their negations are translated to POSIX classes) and arrays for
  * repeated parameters; a request that matches nothing gets 599.
+ * Our extensions: a request may also give "body_text" (the raw body,
+ * matched like a query value) and "min_gap_ms" (it matches only that
+ * long after the previous request arrived); response header values may
+ * be time templates, {{now+N}}, {{now_ms+N}} and {{date+N}} (see
+ * expand_time).
  *
  * It binds 127.0.0.1 (port 0: any free port), writes the port number to
  * the port file once listening, serves until SIGTERM or SIGINT, then
  * writes the report
  *   {"requests": [...], "unexpected": [...], "pending": [indices]}
  * where a request is {method, path, query (name -> [values]), headers
- * (lower-case names), body (text)}, and exits 0.
+ * (lower-case names), body (text), t_ms (arrival, ms after start)},
+ * and exits 0.
  *
  * One thread per connection; the script and the report lists are guarded
  * by one mutex.  This is a test tool, not runtime code: it uses plain
@@ -320,7 +326,7 @@ static bool query_ok(const json_t *want, const json_t *query)
 
 static bool matches(const json_t *req, const char *method, const char *path,
                     const json_t *query, const json_t *headers,
-                    const char *body, size_t body_len)
+                    const char *body, size_t body_len, double gap_ms)
 {
   const char *want_m = json_string_value(json_object_get(req, "method"));
   const char *k;
@@ -358,8 +364,32 @@ static bool matches(const json_t *req, const char *method, const char *path,
     if(!ok)
       return false;
   }
+  /* The raw body as text: for form bodies (OAuth2 token requests). */
+  want = json_object_get(req, "body_text");
+  if(want) {
+    json_t *b = json_stringn_nocheck(body ? body : "", body_len);
+    ok = value_ok(want, b);
+    json_decref(b);
+    if(!ok)
+      return false;
+  }
+  /* A lower bound on the time since the previous request: spacing tests
+   * stay immune to a slow machine, which only makes gaps longer. */
+  want = json_object_get(req, "min_gap_ms");
+  if(json_is_number(want) && gap_ms < json_number_value(want))
+    return false;
   return true;
 }
+
+static double mono_ms(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static double start_ms, last_ms = -1;   /* under mu */
 
 /* Records the request and takes the matching exchange's response (a
  * borrowed reference, NULL when nothing matches).  Steals rec. */
@@ -369,9 +399,14 @@ static json_t *take(json_t *rec, const char *method, const char *path,
 {
   json_t *resp = NULL, *ex;
   bool first_ordered_seen = false, free_slot;
+  double now, gap;
   size_t i;
 
   pthread_mutex_lock(&mu);
+  now = mono_ms();
+  gap = last_ms < 0 ? 1e18 : now - last_ms;
+  last_ms = now;
+  json_object_set_new(rec, "t_ms", json_real(now - start_ms));
   json_array_append(seen, rec);
   for(i = 0; i < n_left; i++) {
     ex = left[i].ex;
@@ -383,7 +418,7 @@ static json_t *take(json_t *rec, const char *method, const char *path,
       first_ordered_seen = true;
     }
     if(matches(json_object_get(ex, "request"), method, path, query,
-               headers, body, len)) {
+               headers, body, len, gap)) {
       resp = json_object_get(ex, "response");
       memmove(left + i, left + i + 1, (n_left - i - 1) * sizeof(*left));
       n_left--;
@@ -445,6 +480,45 @@ static void sleep_ms(long ms)
     ;
 }
 
+/* Expands a time template in a response header value, so a script can
+ * say "resets in 2 s" without knowing when it runs:
+ *   {{now+N}}     epoch seconds, N seconds from now (N may be negative)
+ *   {{now_ms+N}}  epoch milliseconds
+ *   {{date+N}}    an HTTP-date (RFC 7231 IMF-fixdate)
+ * Anything else is returned unchanged.  Returns a malloc'd string. */
+static char *expand_time(const char *v)
+{
+  char kind[16], out[64];
+  long off = 0;
+  int n = 0;
+  struct timespec ts;
+  time_t t;
+  struct tm tm;
+
+  if(strncmp(v, "{{", 2) != 0 ||
+     sscanf(v + 2, "%15[a-z_]%n", kind, &n) != 1)
+    return xstrndup(v, strlen(v));
+  v += 2 + n;
+  if((*v == '+' || *v == '-') && sscanf(v, "%ld%n", &off, &n) == 1)
+    v += n;
+  if(strcmp(v, "}}") != 0)
+    die("bad time template in a response header");
+  clock_gettime(CLOCK_REALTIME, &ts);
+  if(strcmp(kind, "now") == 0)
+    snprintf(out, sizeof(out), "%lld", (long long)ts.tv_sec + off);
+  else if(strcmp(kind, "now_ms") == 0)
+    snprintf(out, sizeof(out), "%lld",
+             ((long long)ts.tv_sec + off) * 1000 + ts.tv_nsec / 1000000);
+  else if(strcmp(kind, "date") == 0) {
+    t = ts.tv_sec + off;
+    gmtime_r(&t, &tm);
+    strftime(out, sizeof(out), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  }
+  else
+    die("unknown time template in a response header");
+  return xstrndup(out, strlen(out));
+}
+
 static enum MHD_Result send_reply(struct MHD_Connection *c, json_t *resp)
 {
   struct MHD_Response *mr;
@@ -489,8 +563,7 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, json_t *resp)
     die("cannot create a response");
   hdrs = json_object_get(resp, "headers");
   json_object_foreach(hdrs, k, v) {
-    char *text = json_is_string(v) ? xstrndup(json_string_value(v),
-                                              json_string_length(v))
+    char *text = json_is_string(v) ? expand_time(json_string_value(v))
                                    : json_dumps(v, JSON_ENCODE_ANY);
     if(strcasecmp(k, "content-type") == 0)
       have_ct = true;
@@ -666,6 +739,7 @@ int main(int argc, char **argv)
   char buf[32], *end;
   int i, sig;
 
+  start_ms = mono_ms();
   for(i = 1; i < argc; i++) {
     if(i + 1 >= argc)
       usage();
