@@ -24,6 +24,30 @@ void rqi_auth_check_mission(const RqMissionDef *m);
  * modified. */
 void rqi_auth_apply(const RqSourceDef *src, json_t *hdrs, json_t *query);
 
+/* OAuth2 refresh (SPEC §6.1).  State is per source name, shared by every
+ * thread; at most one refresh per source runs at a time and the others
+ * wait for it.  Refreshed tokens are written to <data>/tokens/<S>.json
+ * (0600, atomically) before they are used; that file, when present,
+ * overrides the credentials file at load time.
+ *
+ * rqi_auth_generation: a counter bumped by every successful refresh of
+ * src's credential (0 when it has none).  http.c reads it when it builds
+ * an attempt's headers.
+ * rqi_auth_before_request: called before every attempt (never in
+ * --dry-run).  Refreshes when the credential is refreshable and its
+ * expiresAt is known and less than 60 s away.  Returns 0, or -RQ_E_FAIL
+ * after rq_fail(env, at, "oauth2 refresh for S failed: ...").
+ * rqi_auth_refresh_after_401: called once per request after a 401.
+ * Returns 1 when the request should be re-sent with fresh headers (this
+ * call refreshed, or another thread already did since generation gen was
+ * read), 0 when the credential is not refreshable (the 401 is final), or
+ * -RQ_E_FAIL after rq_fail as above. */
+unsigned long rqi_auth_generation(const RqSourceDef *src);
+int rqi_auth_before_request(const RqEnv *env, const RqSourceDef *src,
+                            RqAt at);
+int rqi_auth_refresh_after_401(const RqEnv *env, const RqSourceDef *src,
+                               RqAt at, unsigned long gen);
+
 /* Runs HTTP step st (RQ_ST_HTTP) in env: evaluates path, query, body and
  * headers; adds auth, since and pagination parameters; retries (§6.4);
  * paginates (§6.5).  On success sets env->scope's response, status and
