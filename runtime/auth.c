@@ -1,4 +1,4 @@
-/* auth.c -- credentials and auth headers (SPEC §6.1).
+/* auth.c -- credentials, auth headers and OAuth2 refresh (SPEC §6.1).
  *
  * Credentials come from the --auth JSON file (keyed by source name, every
  * string env-expanded) or, for a source without an entry there, from the
@@ -6,23 +6,46 @@
  * is a JSON object with the file's field names; env credentials are built
  * on first use and cached, so each secret is registered with the logger
  * once.  rqi_auth_apply turns a credential into headers or an api_key
- * query parameter.  OAuth2 refresh is not implemented here yet: an oauth2
- * credential sends its access token.
+ * query parameter.
  *
- * All state is behind one mutex; rqi_auth_load may run again (SIGHUP) and
- * replaces it.  Ownership: both registries own their objects; get_cred
- * returns a new reference.
+ * OAuth2: a refresh persists the new tokens to <data>/tokens/<S>.json and
+ * only then installs them, as a NEW credential object (copy on write): a
+ * thread still holding the old object from get_cred never sees it change
+ * under it.  The token files are read at load time and override the
+ * tokens and expiry of the credentials they name.  One OState per source
+ * holds the single-flight flag and the generation counter.
+ *
+ * All state is behind one mutex (mu).  A refresh request is sent without
+ * it; other threads that need the same source's refresh wait on ocv.
+ * rqi_auth_load may run again (SIGHUP) and replaces the credentials; the
+ * OStates survive it.  Ownership: the registries own their objects;
+ * get_cred returns a new reference, cred_locked a borrowed one.
  */
 #include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "rq_internal.h"
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ocv = PTHREAD_COND_INITIALIZER;  /* refresh ended */
 static json_t *file_creds;   /* source name -> credential, from --auth */
 static json_t *env_creds;    /* source name -> credential (or null) */
+static json_t *tok_files;    /* source name -> its tokens/<S>.json */
+
+/* Pure parts of the refresh, exposed for tests/unit/test_auth.c only
+ * (declared here, not in rq_http.h: nothing else should call them).
+ * rqi_auth_form_body: the refresh request body of cred (borrowed), a new
+ * string, or NULL when cred has no refresh token.
+ * rqi_auth_expiring: does cred's expiresAt lie less than 60 s after
+ * now_ms?  False when the expiry is unknown. */
+char *rqi_auth_form_body(const json_t *cred);
+bool rqi_auth_expiring(const json_t *cred, double now_ms);
 
 /* ------------------------------------------------- $VAR expansion */
 static bool is_name_start(int c)
@@ -271,88 +294,344 @@ static json_t *env_cred(const char *source)
   return cred;
 }
 
-/* The credential of source `name`: new reference or NULL. */
-static json_t *get_cred(const char *name)
+/* Replaces cred's access token, refresh token (only when rt is given)
+ * and expiry (NULL: unknown).  The alias fields that FIELD would read
+ * before ours are dropped, so the new values are the ones used. */
+static void set_tokens(json_t *cred, const char *at, const char *rt,
+                       const char *exp)
 {
-  json_t *c;
+  json_object_set_new(cred, "accessToken", json_string(at));
+  if(rt)
+    json_object_set_new(cred, "refreshToken", json_string(rt));
+  json_object_del(cred, "expiresAt");
+  json_object_del(cred, "expires_at");
+  if(exp)
+    json_object_set_new(cred, "expiresAt", json_string(exp));
+}
 
-  pthread_mutex_lock(&mu);
-  c = file_creds ? json_object_get(file_creds, name) : NULL;
+/* Applies token file tf (borrowed, may be NULL) to cred (modified): its
+ * tokens and expiry win over the credential's (§6.1).  Only oauth2 or
+ * untyped credentials (which take the source's auth) are touched; a
+ * credential of another type never refreshes, so a token file beside it
+ * is stale. */
+static void apply_token_file(json_t *cred, const json_t *tf)
+{
+  const char *t = FIELD(cred, "type");
+
+  if(!tf || (t && strcasecmp(t, "oauth2") != 0))
+    return;
+  set_tokens(cred, FIELD(tf, "accessToken"), FIELD(tf, "refreshToken"),
+             FIELD(tf, "expiresAt"));
+}
+
+/* The credential of source `name`, borrowed (valid while mu is held), or
+ * NULL.  Call with mu held. */
+static json_t *cred_locked(const char *name)
+{
+  json_t *c = json_object_get(file_creds, name);
+
   if(!c) {
     if(!env_creds)
       env_creds = json_object();
     c = json_object_get(env_creds, name);
     if(!c) {
       c = env_cred(name);
-      if(c)
+      if(c) {
+        apply_token_file(c, json_object_get(tok_files, name));
         register_secrets(c);
+      }
       json_object_set_new(env_creds, name, c ? c : json_null());
       c = json_object_get(env_creds, name);
     }
   }
-  if(json_is_null(c))
-    c = NULL;
-  json_incref(c);
+  return json_is_null(c) ? NULL : c;
+}
+
+/* The credential of source `name`: new reference or NULL. */
+static json_t *get_cred(const char *name)
+{
+  json_t *c;
+
+  pthread_mutex_lock(&mu);
+  c = json_incref(cred_locked(name));
   pthread_mutex_unlock(&mu);
   return c;
 }
 
+/* ------------------------------------------------------- token files */
+static char *tokens_dir(void)
+{
+  return rq_asprintf("%s/tokens",
+                     rqi_opts.data_dir ? rqi_opts.data_dir : ".reqon-data");
+}
+
+/* jansson's error text quotes the input near the error ("near 'abc'"),
+ * which in a credentials or token file may be a secret that is not
+ * registered yet: keep only the part before it.  Writes into out. */
+static void json_error_text(const json_error_t *err, char *out, size_t n)
+{
+  const char *near = strstr(err->text, " near ");
+  int len = near ? (int)(near - err->text) : (int)strlen(err->text);
+
+  snprintf(out, n, "%.*s", len, err->text);
+}
+
+/* Reads and checks one token file.  Returns a new object, or NULL after
+ * logging why: a corrupt token file is an error, never skipped, because
+ * its rotated refresh token may be the only valid one left. */
+static json_t *read_token_file(const char *path)
+{
+  json_error_t err;
+  json_t *tf = json_load_file(path, 0, &err), *v;
+  const char *why = NULL;
+  char text[160];
+  double ms;
+
+  if(!tf) {
+    json_error_text(&err, text, sizeof(text));
+    rq_log(RQ_LOG_ERROR, NULL, "invalid token file %s: %s (line %d)", path,
+           text, err.line);
+    return NULL;
+  }
+  if(!json_is_object(tf))
+    why = "expected an object";
+  else if(!FIELD(tf, "accessToken"))
+    why = "accessToken is missing";
+  else if((v = json_object_get(tf, "refreshToken")) && !json_is_string(v))
+    why = "refreshToken is not a string";
+  else if((v = json_object_get(tf, "expiresAt")) &&
+          !(json_is_string(v) && rq_parse_time(json_string_value(v), &ms)))
+    why = "expiresAt is not an ISO-8601 time";
+  if(why) {
+    register_secrets(tf);
+    rq_log(RQ_LOG_ERROR, NULL, "invalid token file %s: %s", path, why);
+    json_decref(tf);
+    return NULL;
+  }
+  register_secrets(tf);
+  return tf;
+}
+
+/* Loads every <data>/tokens/<S>.json into *out, a new object source name
+ * -> file contents.  Returns 0, or -1 after logging (*out is NULL). */
+static int load_token_files(json_t **out)
+{
+  char *dir = tokens_dir(), *path, *name;
+  DIR *d = opendir(dir);
+  struct dirent *de;
+  json_t *all = json_object(), *tf;
+  size_t n;
+  int rc = 0;
+
+  if(!d && errno != ENOENT) {
+    rq_log(RQ_LOG_ERROR, NULL, "cannot read token directory %s: %s", dir,
+           strerror(errno));
+    rc = -1;
+  }
+  while(d && rc == 0 && (de = readdir(d)) != NULL) {
+    n = strlen(de->d_name);
+    /* <S>.json only: <S>.json.tmp is a write that never completed. */
+    if(de->d_name[0] == '.' || n <= 5 ||
+       strcmp(de->d_name + n - 5, ".json") != 0)
+      continue;
+    path = rq_asprintf("%s/%s", dir, de->d_name);
+    tf = read_token_file(path);
+    rq_free(path);
+    if(!tf) {
+      rc = -1;
+      break;
+    }
+    name = rq_strndup(de->d_name, n - 5);
+    json_object_set_new(all, name, tf);
+    rq_free(name);
+  }
+  if(d)
+    closedir(d);
+  rq_free(dir);
+  if(rc != 0) {
+    json_decref(all);
+    all = NULL;
+  }
+  *out = all;
+  return rc;
+}
+
+/* Writes the tokens of source name to <data>/tokens/<name>.json, 0600 in
+ * a 0700 directory, atomically (tmp, fsync, rename, fsync dir).  Returns
+ * 0, or -1 with errno set and *path_out (new) naming the file. */
+static int write_token_file(const char *name, const char *at,
+                            const char *rt, const char *exp,
+                            char **path_out)
+{
+  char *dir = tokens_dir();
+  char *path = rq_asprintf("%s/%s.json", dir, name);
+  char *tmp = rq_asprintf("%s.tmp", path);
+  char now[40], *text;
+  json_t *o = json_object();
+  int rc, saved;
+
+  json_object_set_new(o, "accessToken", json_string(at));
+  if(rt)
+    json_object_set_new(o, "refreshToken", json_string(rt));
+  if(exp)
+    json_object_set_new(o, "expiresAt", json_string(exp));
+  rq_iso_time(rq_now_ms(), now);
+  json_object_set_new(o, "updatedAt", json_string(now));
+  text = json_dumps(o, JSON_INDENT(2));
+  json_decref(o);
+  /* A stale tmp file would keep its old mode through O_TRUNC. */
+  unlink(tmp);
+  rc = rq_mkdirs(dir, 0700);
+  if(rc == 0)
+    rc = chmod(dir, 0700);
+  if(rc == 0 && !text) {
+    errno = ENOMEM;
+    rc = -1;
+  }
+  if(rc == 0)
+    rc = rq_write_atomic(path, text, strlen(text), 0600);
+  saved = errno;
+  free(text);      /* jansson's allocator: rq_malloc, or malloc */
+  rq_free(tmp);
+  rq_free(dir);
+  *path_out = path;
+  errno = saved;
+  return rc;
+}
+
 /* ------------------------------------------------------ public API */
 
-/* Installs creds (steals; NULL for none) as the file credentials, and
- * drops the cached environment credentials so they are read again. */
-static void set_creds(json_t *creds)
+/* OAuth2 refresh state of one source; lives until rqi_auth_free. */
+typedef struct OState {
+  struct OState *next;
+  unsigned long gen;       /* bumped by each refresh and each reload */
+  unsigned long done;      /* refreshes finished, successful or not */
+  bool refreshing;         /* a thread is refreshing; others wait */
+  bool last_failed;
+  char last_err[512];      /* the message of the last failed refresh */
+  char name[];
+} OState;
+
+static OState *ostates;
+
+/* The state of source name, created on first use.  Call with mu held. */
+static OState *ostate_locked(const char *name)
 {
+  OState *st;
+  size_t n = strlen(name);
+
+  for(st = ostates; st; st = st->next)
+    if(strcmp(st->name, name) == 0)
+      return st;
+  st = rq_calloc(1, sizeof(*st) + n + 1);
+  memcpy(st->name, name, n + 1);
+  st->next = ostates;
+  ostates = st;
+  return st;
+}
+
+/* Installs creds and toks (both steal; NULL for none) as the file
+ * credentials and token files, and drops the cached environment
+ * credentials so they are read again.  Every generation moves on: a
+ * request that got a 401 with a token from before the reload is re-sent
+ * with the reloaded one. */
+static void set_creds(json_t *creds, json_t *toks)
+{
+  OState *st;
+
   pthread_mutex_lock(&mu);
   json_decref(file_creds);
   file_creds = creds;
+  json_decref(tok_files);
+  tok_files = toks;
   json_decref(env_creds);
   env_creds = NULL;
+  for(st = ostates; st; st = st->next)
+    st->gen++;
   pthread_mutex_unlock(&mu);
 }
 
-int rqi_auth_load(const char *path)
+/* Loads and checks the --auth file; returns a new object or NULL after
+ * logging. */
+static json_t *load_auth_file(const char *path)
 {
   json_error_t err;
-  json_t *raw, *exp, *v;
-  const char *k;
+  json_t *raw, *exp, *v, *ev;
+  const char *k, *e;
+  char text[160];
+  double ms;
 
-  if(!path) {
-    set_creds(NULL);
-    return 0;
-  }
   raw = json_load_file(path, 0, &err);
   if(!raw) {
+    json_error_text(&err, text, sizeof(text));
     rq_log(RQ_LOG_ERROR, NULL, "cannot load auth file %s: %s (line %d)",
-           path, err.text, err.line);
-    return -1;
+           path, text, err.line);
+    return NULL;
   }
   if(!json_is_object(raw)) {
     rq_log(RQ_LOG_ERROR, NULL,
            "invalid auth file %s: expected an object keyed by source name",
            path);
     json_decref(raw);
-    return -1;
+    return NULL;
   }
   json_object_foreach(raw, k, v) {
     if(!json_is_object(v)) {
       rq_log(RQ_LOG_ERROR, NULL,
              "invalid auth file %s: entry '%s' is not an object", path, k);
       json_decref(raw);
-      return -1;
+      return NULL;
     }
   }
   exp = expand_json(raw);
   json_decref(raw);
-  json_object_foreach(exp, k, v)
+  json_object_foreach(exp, k, v) {
     register_secrets(v);
-  set_creds(exp);
+    /* An expiry we cannot read would silently disable the refresh
+     * before expiry: refuse it like any other invalid entry. */
+    e = FIELD(v, "expiresAt", "expires_at");
+    ev = json_object_get(v, "expiresAt");
+    if(!ev)
+      ev = json_object_get(v, "expires_at");
+    if((ev && !json_is_string(ev)) || (e && !rq_parse_time(e, &ms))) {
+      rq_log(RQ_LOG_ERROR, NULL,
+             "invalid auth file %s: %s.expiresAt is not an ISO-8601 time",
+             path, k);
+      json_decref(exp);
+      return NULL;
+    }
+  }
+  return exp;
+}
+
+int rqi_auth_load(const char *path)
+{
+  json_t *exp = NULL, *toks, *v;
+  const char *k;
+
+  if(path && !(exp = load_auth_file(path)))
+    return -1;
+  if(load_token_files(&toks) != 0) {
+    json_decref(exp);
+    return -1;
+  }
+  json_object_foreach(exp, k, v)
+    apply_token_file(v, json_object_get(toks, k));
+  set_creds(exp, toks);
   return 0;
 }
 
 void rqi_auth_free(void)
 {
-  set_creds(NULL);
+  OState *st;
+
+  set_creds(NULL, NULL);
+  pthread_mutex_lock(&mu);
+  while((st = ostates) != NULL) {
+    ostates = st->next;
+    rq_free(st);
+  }
+  pthread_mutex_unlock(&mu);
 }
 
 void rqi_auth_check_mission(const RqMissionDef *m)
@@ -469,4 +748,316 @@ void rqi_auth_apply(const RqSourceDef *src, json_t *hdrs, json_t *query)
     }
   }
   json_decref(cred);
+}
+
+
+/* ---------------------------------------------------- OAuth2 refresh */
+#define F_REFRESH "refreshToken", "refresh_token"
+#define F_ENDPOINT "tokenEndpoint", "tokenUrl", "token_endpoint", "token_url"
+#define REFRESH_MARGIN_MS 60000.0   /* §6.1: refresh when < 60 s left */
+
+char *rqi_auth_form_body(const json_t *cred)
+{
+  static const struct {
+    const char *param;
+    const char *f1, *f2;
+  } opt[] = {
+    { "&client_id=", "clientId", "client_id" },
+    { "&client_secret=", "clientSecret", "client_secret" },
+  };
+  RqBuf b = RQ_BUF_INIT(0);
+  const char *rt = FIELD(cred, F_REFRESH), *v;
+  size_t i;
+
+  if(!rt)
+    return NULL;
+  rq_buf_add(&b, "grant_type=refresh_token&refresh_token=", 39);
+  rqi_http_pct_encode(&b, rt, strlen(rt));
+  /* Only when set: an empty client_secret= is not "no client secret" to
+   * every token endpoint (§6.1 departs from the reference here). */
+  for(i = 0; i < sizeof(opt) / sizeof(opt[0]); i++) {
+    v = FIELD(cred, opt[i].f1, opt[i].f2);
+    if(v) {
+      rq_buf_add(&b, opt[i].param, strlen(opt[i].param));
+      rqi_http_pct_encode(&b, v, strlen(v));
+    }
+  }
+  return b.data;
+}
+
+bool rqi_auth_expiring(const json_t *cred, double now_ms)
+{
+  const char *e = FIELD(cred, "expiresAt", "expires_at");
+  double ms;
+
+  return e && rq_parse_time(e, &ms) && ms - now_ms < REFRESH_MARGIN_MS;
+}
+
+/* Can cred (borrowed, may be NULL) of source src be refreshed? */
+static bool refreshable(const json_t *cred, const RqSourceDef *src)
+{
+  return cred && strcmp(cred_type(cred, src), "oauth2") == 0 &&
+         FIELD(cred, F_REFRESH) && FIELD(cred, F_ENDPOINT);
+}
+
+/* Registers the token fields of a token endpoint's reply (borrowed, any
+ * JSON or NULL) as secrets: an error reply may carry tokens too, and
+ * part of it goes into the step's message. */
+static void register_reply_secrets(const json_t *reply)
+{
+  static const char *const names[] = { "access_token", "refresh_token",
+                                       "id_token" };
+  const char *s;
+  size_t i;
+
+  for(i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+    s = json_string_value(json_object_get(reply, names[i]));
+    if(s && s[0])
+      add_secret(s);
+  }
+}
+
+/* The first 200 bytes of a response body for a message, redacted before
+ * it is cut (a cut secret would no longer match the redaction), not cut
+ * inside a UTF-8 sequence, control characters as spaces.  out >= 201. */
+static void body_excerpt(const RqBuf *body, char *out, size_t n)
+{
+  char *raw = rq_strndup(body->data ? body->data : "", body->len);
+  char *red = rqi_log_redact(raw);
+  size_t len = strlen(red), cut = len > 200 ? 200 : len, i;
+
+  while(cut > 0 && cut < len && ((unsigned char)red[cut] & 0xC0) == 0x80)
+    cut--;
+  for(i = 0; i < cut && i + 1 < n; i++)
+    out[i] = (unsigned char)red[i] < 0x20 ? ' ' : red[i];
+  out[i] = '\0';
+  rq_free(red);
+  rq_free(raw);
+}
+
+/* The outcome of a successful refresh: new strings, NULL when absent. */
+typedef struct {
+  char *access;
+  char *refresh;          /* NULL: the old refresh token stays */
+  char expires[40];       /* ISO, "" when unknown */
+} Tokens;
+
+/* Seconds of an expires_in value (number or numeric string); 0 when
+ * absent or unusable. */
+static double expires_in_s(const json_t *v)
+{
+  const char *s = json_string_value(v);
+  char *end;
+  double d = 0;
+
+  if(json_is_number(v))
+    d = json_number_value(v);
+  else if(s && s[0]) {
+    d = strtod(s, &end);
+    if(*end)
+      d = 0;
+  }
+  return d > 0 && d < 1e12 ? d : 0;
+}
+
+/* Sends the refresh request of §6.1 for src with cred (borrowed) and
+ * persists the result.  Returns 0 with *tk filled, or -RQ_E_FAIL (or
+ * -RQ_E_INTERRUPT on a stop request) with the step's message in err. */
+static int do_refresh(const RqSourceDef *src, const json_t *cred,
+                      Tokens *tk, char *err, size_t errn)
+{
+  static const char *const hdrs[] = {
+    "Content-Type: application/x-www-form-urlencoded",
+    "Accept: application/json",
+    "User-Agent: reqon/" RQ_VERSION,
+  };
+  const char *ep = FIELD(cred, F_ENDPOINT), *at, *rt;
+  char *form = rqi_auth_form_body(cred), *shown, *path = NULL;
+  char excerpt[256];
+  RqHttpRequest rq;
+  RqHttpResponse rs;
+  json_t *reply = NULL;
+  double secs;
+  int rc = -RQ_E_FAIL;
+
+  memset(tk, 0, sizeof(*tk));
+  /* The refresh token must not go to a file: or gopher: URL, nor any
+   * other protocol curl would speak. */
+  if(strncasecmp(ep, "http://", 7) != 0 &&
+     strncasecmp(ep, "https://", 8) != 0) {
+    snprintf(err, errn, "oauth2 refresh for %s failed: tokenEndpoint is "
+             "not an http or https URL", src->name);
+    rq_free(form);
+    return -RQ_E_FAIL;
+  }
+  memset(&rq, 0, sizeof(rq));
+  rq.method = "POST";
+  rq.url = ep;
+  rq.headers = hdrs;
+  rq.n_headers = sizeof(hdrs) / sizeof(hdrs[0]);
+  rq.body = form;
+  rq.body_len = strlen(form);
+  rq.timeout_ms = src->timeout_ms > 0 ? src->timeout_ms : 30000;
+  if(rqi_http_send(&rq, &rs) != 0) {
+    if(rs.interrupted)
+      rc = -RQ_E_INTERRUPT;
+    shown = rqi_log_redact(ep);
+    snprintf(err, errn, "oauth2 refresh for %s failed: POST %s: %s",
+             src->name, shown, rs.error);
+    rq_free(shown);
+    goto out;
+  }
+  if(rs.body.len > 0 && !rs.too_large)
+    reply = json_loadb(rs.body.data, rs.body.len, 0, NULL);
+  register_reply_secrets(reply);
+  at = json_string_value(json_object_get(reply, "access_token"));
+  if(rs.status < 200 || rs.status > 299 || !json_is_object(reply) ||
+     !at || !at[0]) {
+    body_excerpt(&rs.body, excerpt, sizeof(excerpt));
+    snprintf(err, errn, "oauth2 refresh for %s failed: HTTP %d%s%s",
+             src->name, rs.status, excerpt[0] ? " " : "", excerpt);
+    goto out;
+  }
+  tk->access = rq_strdup(at);
+  rt = json_string_value(json_object_get(reply, "refresh_token"));
+  if(rt && rt[0])
+    tk->refresh = rq_strdup(rt);
+  /* Without expires_in the new token's expiry is unknown; keeping the
+   * old, passed expiry would refresh before every request. */
+  secs = expires_in_s(json_object_get(reply, "expires_in"));
+  if(secs > 0)
+    rq_iso_time(rq_now_ms() + secs * 1000.0, tk->expires);
+  /* Persisted before use: once the endpoint rotated the refresh token,
+   * the old one may be dead, and a restart must find the new one. */
+  if(write_token_file(src->name, tk->access,
+                      tk->refresh ? tk->refresh : FIELD(cred, F_REFRESH),
+                      tk->expires[0] ? tk->expires : NULL, &path) != 0) {
+    snprintf(err, errn, "oauth2 refresh for %s failed: cannot write %s: %s",
+             src->name, path, strerror(errno));
+    rq_free(tk->access);
+    rq_free(tk->refresh);
+    memset(tk, 0, sizeof(*tk));
+    goto out;
+  }
+  rc = 0;
+out:
+  rq_free(path);
+  json_decref(reply);
+  rqi_http_response_free(&rs);
+  rq_free(form);
+  return rc;
+}
+
+/* Installs the refreshed tokens into a copy of the CURRENT credential of
+ * name (a reload may have replaced the one the refresh started from).
+ * Call with mu held. */
+static void install_locked(const char *name, const Tokens *tk)
+{
+  json_t *cur = cred_locked(name), *c;
+
+  if(!cur)
+    return;               /* removed by a reload meanwhile */
+  c = json_copy(cur);
+  set_tokens(c, tk->access, tk->refresh,
+             tk->expires[0] ? tk->expires : NULL);
+  if(json_object_get(file_creds, name))
+    json_object_set_new(file_creds, name, c);
+  else
+    json_object_set_new(env_creds, name, c);
+}
+
+unsigned long rqi_auth_generation(const RqSourceDef *src)
+{
+  unsigned long g;
+
+  pthread_mutex_lock(&mu);
+  g = ostate_locked(src->name)->gen;
+  pthread_mutex_unlock(&mu);
+  return g;
+}
+
+/* The single-flight refresh of §6.1.  after_401: the caller got a 401
+ * with a token of generation gen; otherwise this is the check before a
+ * request.  Returns 1 (re-send), 0 (nothing to do) or a negative RQ_E_*
+ * after rq_fail. */
+static int oauth_flow(const RqEnv *env, const RqSourceDef *src, RqAt at,
+                      bool after_401, unsigned long gen)
+{
+  OState *st;
+  json_t *cred;
+  unsigned long seen;
+  bool waited = false;
+  char msg[sizeof(st->last_err)];
+  Tokens tk;
+  int rc;
+
+  if(rqi_opts.dry_run)
+    return 0;             /* §10.1: nothing is sent or written */
+  pthread_mutex_lock(&mu);
+  st = ostate_locked(src->name);
+  seen = st->done;
+  while(st->refreshing) {
+    waited = true;
+    pthread_cond_wait(&ocv, &mu);
+  }
+  if(waited && st->done != seen && st->last_failed) {
+    /* The refresh we waited for failed: it would fail again (an
+     * invalid_grant stays invalid), so fail with its message instead of
+     * sending one more refresh per waiting request. */
+    snprintf(msg, sizeof(msg), "%s", st->last_err);
+    pthread_mutex_unlock(&mu);
+    return rq_fail(env, at, "%s", msg);
+  }
+  if(after_401 && st->gen != gen) {
+    pthread_mutex_unlock(&mu);
+    return 1;             /* refreshed since that request was built */
+  }
+  cred = cred_locked(src->name);
+  if(!refreshable(cred, src) ||
+     (!after_401 && !rqi_auth_expiring(cred, rq_now_ms()))) {
+    pthread_mutex_unlock(&mu);
+    return 0;
+  }
+  json_incref(cred);
+  st->refreshing = true;
+  pthread_mutex_unlock(&mu);
+
+  rc = do_refresh(src, cred, &tk, msg, sizeof(msg));
+  json_decref(cred);
+
+  pthread_mutex_lock(&mu);
+  st->refreshing = false;
+  st->done++;
+  st->last_failed = rc != 0;
+  if(rc == 0) {
+    install_locked(src->name, &tk);
+    st->gen++;
+  }
+  else
+    snprintf(st->last_err, sizeof(st->last_err), "%s", msg);
+  pthread_cond_broadcast(&ocv);
+  pthread_mutex_unlock(&mu);
+
+  if(rc == 0) {
+    rq_log(RQ_LOG_INFO, NULL, "source %s: oauth2 access token refreshed%s%s",
+           src->name, tk.expires[0] ? ", expires " : "", tk.expires);
+    rq_free(tk.access);
+    rq_free(tk.refresh);
+    return after_401 ? 1 : 0;
+  }
+  if(rc == -RQ_E_INTERRUPT)
+    return rc;            /* exec.c records "interrupted" */
+  return rq_fail(env, at, "%s", msg);
+}
+
+int rqi_auth_before_request(const RqEnv *env, const RqSourceDef *src,
+                            RqAt at)
+{
+  return oauth_flow(env, src, at, false, 0);
+}
+
+int rqi_auth_refresh_after_401(const RqEnv *env, const RqSourceDef *src,
+                               RqAt at, unsigned long gen)
+{
+  return oauth_flow(env, src, at, true, gen);
 }
