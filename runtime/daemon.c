@@ -3,6 +3,7 @@
  * lock, then one of the modes
  *   --list     print the missions with their schedules;
  *   --once     run every selected mission once, in declaration order;
+ *   --dry-run  the same, as a plan that writes nothing (no lock either);
  *   (default)  the scheduler loop for `every` schedules (§9.1).
  *
  * In this version runs execute on the main thread, one after another: the
@@ -15,6 +16,10 @@
  * rqi_stop_requested, which cancels it at its next step boundary or HTTP
  * attempt.  A second SIGTERM/SIGINT exits with status 130 from the
  * handler.  SIGHUP reloads the env file and --auth between runs.
+ *
+ * At start each selected mission's newest execution record is checked
+ * (§8.3): one left running or interrupted is closed as failed, or with
+ * --resume continued by the mission's next run (trigger "resume").
  *
  * Exit codes (§11.3): 0 ok / clean shutdown, 1 a --once mission failed,
  * 2 usage, 3 configuration (--auth, --env), 4 infrastructure (data dir).
@@ -43,6 +48,9 @@ static volatile sig_atomic_t g_hup;    /* SIGHUP seen, not yet reported */
 /* SIGTERM/SIGINT seen: start no more runs (§10.5). */
 static volatile sig_atomic_t g_shutdown;
 static int g_wake[2] = { -1, -1 };     /* self-pipe written by handlers */
+/* Per mission: its next run resumes an unfinished execution record
+ * (--resume, SPEC §8.3).  Cleared when that run starts. */
+static bool *g_resume;
 
 #define PROG "syncd"
 #define ENV_FILE_MAX ((size_t)1 << 20)
@@ -73,9 +81,12 @@ static const OptDef opt_table[] = {
     "run every selected mission once, then exit" },
   { "mission", "NAME", O_MISSION, true,
     "only this mission (repeatable)" },
-  { "dry-run", NULL, O_DRY_RUN, false,
-    "print each action's first request instead of running" },
-  { "resume", NULL, O_RESUME, false, "resume interrupted runs" },
+  { "dry-run", NULL, O_DRY_RUN, true,
+    "print each action's first request instead of running; writes "
+    "nothing (implies --once)" },
+  { "resume", NULL, O_RESUME, true,
+    "continue runs left running or interrupted at their first "
+    "unfinished stage" },
   { "data-dir", "DIR", O_DATA_DIR, true,
     "state directory (default .reqon-data; env REQON_DATA_DIR)" },
   { "auth", "FILE", O_AUTH, true, "credentials file (JSON)" },
@@ -208,6 +219,12 @@ static int apply_opt(Cli *cli, const OptDef *o, const char *v,
   switch (o->id) {
   case O_ONCE:
     rqi_opts.once = true;
+    break;
+  case O_DRY_RUN:
+    rqi_opts.dry_run = true;
+    break;
+  case O_RESUME:
+    rqi_opts.resume = true;
     break;
   case O_MISSION: {
     size_t i;
@@ -771,6 +788,17 @@ static void wait_ms(double ms)
 }
 
 /* --------------------------------------------------------------- modes */
+/* The trigger of mission i's next run: "resume" once after recovery found
+ * its newest record unfinished, else dflt. */
+static const char *next_trigger(size_t i, const char *dflt)
+{
+  if (g_resume && g_resume[i]) {
+    g_resume[i] = false;
+    return "resume";
+  }
+  return dflt;
+}
+
 /* --once: each selected mission, sequentially.  Returns the exit code. */
 static int run_once(const Cli *cli, const char *const *files,
                     const RqMissionDef *missions, size_t n_missions)
@@ -787,7 +815,8 @@ static int run_once(const Cli *cli, const char *const *files,
     }
     memset(&res, 0, sizeof res);
     /* --output is written at the end of the run (rqi_store_run_end). */
-    if (rqi_exec_run(&missions[i], files, "once", &res) != 0)
+    if (rqi_exec_run(&missions[i], files, next_trigger(i, "once"),
+                     &res) != 0)
       code = 1;
   }
   return code;
@@ -795,6 +824,7 @@ static int run_once(const Cli *cli, const char *const *files,
 
 typedef struct {
   const RqMissionDef *m;
+  size_t idx;               /* index of m in the mission table */
   double next;              /* monotonic ms of the next run */
 } Job;
 
@@ -830,7 +860,8 @@ static int run_daemon(const Cli *cli, const char *const *files, Job *jobs,
       double after;
       memset(&res, 0, sizeof res);
       /* A failed run is logged by exec.c and never stops the daemon. */
-      rqi_exec_run(jobs[due].m, files, "schedule", &res);
+      rqi_exec_run(jobs[due].m, files, next_trigger(jobs[due].idx,
+                                                    "schedule"), &res);
       if (g_shutdown)
         break;
       after = rq_mono_ms();
@@ -900,6 +931,9 @@ int rq_daemon_main(int argc, char **argv, const char *const *files,
   if (code)
     goto out_early;
   apply_env(&cli);
+  /* A dry run is a plan of one run of each selected mission (§10.1). */
+  if (rqi_opts.dry_run)
+    rqi_opts.once = true;
   rqi_log_configure(cli.log_level < 0 ? RQ_LOG_INFO : cli.log_level,
                     cli.log_format == 1, cli.log_utc);
   rqi_util_init();
@@ -915,9 +949,10 @@ int rq_daemon_main(int argc, char **argv, const char *const *files,
       RqLogCtx ctx = { missions[i].name, NULL, NULL, NULL };
       if (!is_selected(&cli, i))
         continue;
-      if (missions[i].schedule.kind == RQ_SCHED_EVERY)
+      if (missions[i].schedule.kind == RQ_SCHED_EVERY) {
+        jobs[n_jobs].idx = i;
         jobs[n_jobs++].m = &missions[i];
-      else if (missions[i].schedule.kind != RQ_SCHED_NONE)
+      } else if (missions[i].schedule.kind != RQ_SCHED_NONE)
         rq_log(RQ_LOG_WARN, &ctx, "%s: only `every` schedules are "
                "supported yet; not scheduled", missions[i].name);
     }
@@ -942,17 +977,25 @@ int rq_daemon_main(int argc, char **argv, const char *const *files,
     code = 3;
     goto out;
   }
-  code = rqi_state_lock(rqi_opts.data_dir);
-  if (code)
-    goto out;
-  locked = true;
+  /* A dry run writes nothing (§10.1), not even the lock file or the
+   * data directory: it only reads, and every file it reads is replaced
+   * atomically by the daemon that may own the directory. */
+  if (!rqi_opts.dry_run) {
+    code = rqi_state_lock(rqi_opts.data_dir);
+    if (code)
+      goto out;
+    locked = true;
+  }
+  g_resume = rq_calloc(n_missions + 1, sizeof *g_resume);
   for (size_t i = 0; i < n_missions; i++)
     if (is_selected(&cli, i) &&
         (rqi_opts.once || missions[i].schedule.kind == RQ_SCHED_EVERY)) {
       rqi_auth_check_mission(&missions[i]);
-      /* A run left "running" by a crash is closed as failed ("interrupted")
-       * before anything else runs (SPEC §8.3; --resume is not built yet). */
-      (void)rqi_exec_recover(&missions[i], false);
+      /* A run left "running" by a crash, or "interrupted", is resumed by
+       * the mission's next run with --resume, else closed as failed
+       * ("interrupted") before anything else runs (SPEC §8.3). */
+      if (!rqi_opts.dry_run)
+        g_resume[i] = rqi_exec_recover(&missions[i], rqi_opts.resume);
     }
   if (install_signals() != 0) {
     rq_log(RQ_LOG_ERROR, NULL, "cannot create the wake-up pipe: %s",
@@ -979,6 +1022,8 @@ out:
     rqi_http_global_cleanup();
   rqi_log_shutdown();
   rq_free(jobs);
+  rq_free(g_resume);
+  g_resume = NULL;
   if (g_wake[0] >= 0) {
     int r = g_wake[0];
     int w = g_wake[1];

@@ -290,21 +290,26 @@ static int step_retry_sleep(RqRun *run, const RqStep *dir, int attempt,
                             RqAt at, bool *exhausted);
 
 /* Runs the body of one for iteration, retrying it on an unanchored retry
- * directive. */
+ * directive.  The checkpoint candidates of a retried iteration are
+ * dropped (§8.1 rule 5: what commits comes from the execution that
+ * succeeded, and a re-execution ending outside 2xx leaves none). */
 static int run_iteration(Frame *f, const RqStep *st, json_t *item)
 {
   int attempt = 1;
+  long mark = rqi_checkpoint_mark(f->run);
+  int rc;
 
   for(;;) {
     RqScope *it = rqi_scope_new(f->scope);
     Frame body = { f->run, it, false, NULL, false };
-    int rc;
 
     rqi_scope_set_new(it, st->var, rq_ref(item));
     rc = exec_steps(&body, st->steps, st->n_steps);
     rqi_scope_free(it);
-    if(rc == FLOW_SKIP)
-      return 0;
+    if(rc == FLOW_SKIP) {
+      rc = 0;
+      break;
+    }
     if(rc == FLOW_RETRY_LOOP) {
       bool exhausted;
       const RqStep *dir = f->run->retry_dir;
@@ -312,13 +317,15 @@ static int run_iteration(Frame *f, const RqStep *st, json_t *item)
       if(rc) {
         log_failure(f->run, dir ? dir->label : "retry",
                     dir ? dir->at : st->at);
-        return rc;
+        break;
       }
+      rqi_checkpoint_rollback(f->run, mark);
       attempt++;
       continue;
     }
-    return rc;
+    break;
   }
+  return rc;
 }
 
 static int step_for(Frame *f, const RqStep *st)
@@ -979,27 +986,31 @@ static int exec_steps(Frame *f, const RqStep *steps, size_t n)
   size_t anchor = (size_t)-1;   /* the retried anchor, if any */
   size_t region_end = 0;
   int attempts = 0;
+  long mark = 0;                /* candidates before the latest HTTP step */
+  int rc = 0;
 
   while(i < n) {
     const RqStep *st = &steps[i];
-    int rc;
 
     if(rqi_stop_requested) {
       set_err(run, st->at, RQ_E_INTERRUPT, false, "interrupted");
-      return -RQ_E_INTERRUPT;
+      rc = -RQ_E_INTERRUPT;
+      break;
     }
     if(anchor != (size_t)-1 && i > region_end) {
       anchor = (size_t)-1;    /* left the retried region normally */
       attempts = 0;
     }
+    if(st->kind == RQ_ST_HTTP || st->kind == RQ_ST_CALL)
+      mark = rqi_checkpoint_mark(run);
     rc = exec_step(f, st);
     if(rc < 0) {
       ensure_err(run, st->at, rc);
       log_failure(run, st->label, st->at);
-      return rc;
+      break;
     }
     if(rc == FLOW_RETRY && f->block_body)
-      return rc;                /* the match/validate anchors it */
+      break;                    /* the match/validate anchors it */
     if(rc == FLOW_RETRY || rc == FLOW_RETRY_HERE) {
       size_t j = i;
       bool found = false;
@@ -1012,8 +1023,10 @@ static int exec_steps(Frame *f, const RqStep *steps, size_t n)
           break;
         }
       }
-      if(!found)
-        return FLOW_RETRY_LOOP;
+      if(!found) {
+        rc = FLOW_RETRY_LOOP;
+        break;
+      }
       if(anchor != j) {
         anchor = j;
         attempts = 1;
@@ -1022,18 +1035,26 @@ static int exec_steps(Frame *f, const RqStep *steps, size_t n)
       rc = step_retry_sleep(run, run->retry_dir, attempts, st->at,
                             &exhausted);
       if(rc) {
-        log_failure(run, st->label, st->at);
-        return rc;
+        /* Point at the retry directive itself (in its arm), not at the
+         * match that holds it; `jump A then retry` has none. */
+        const RqStep *dir = run->retry_dir;
+        log_failure(run, dir ? dir->label : st->label,
+                    dir ? dir->at : st->at);
+        break;
       }
+      /* steps[j] is the latest HTTP step run in this list, so mark is
+       * from just before its execution: its candidates, and those of
+       * the steps up to here, belong to the execution being retried. */
+      rqi_checkpoint_rollback(run, mark);
       attempts++;
       i = j;
       continue;
     }
     if(rc)
-      return rc;                /* skip, retry without anchor */
+      break;                    /* skip, retry without anchor */
     i++;
   }
-  return 0;
+  return rc;
 }
 
 /* ------------------------------------------------ execution records */
@@ -1448,9 +1469,13 @@ bool rqi_exec_recover(const RqMissionDef *m, bool resume)
 {
   json_t *doc = newest_record(m->name);
   json_t *e;
+  size_t i;
   bool unfinished = doc && record_unfinished(doc);
 
-  if(!unfinished || resume) {
+  /* A record whose stages no longer match the mission (it was changed
+   * and recompiled since) cannot be resumed: it is closed like one
+   * found without --resume, and a fresh run starts. */
+  if(!unfinished || (resume && resume_point(m, doc) >= 0)) {
     json_decref(doc);
     return unfinished;
   }
@@ -1459,6 +1484,17 @@ bool rqi_exec_recover(const RqMissionDef *m, bool resume)
     json_object_set_new(doc, "completedAt", iso_now());
   if(!json_is_array(json_object_get(doc, "errors")))
     json_object_set_new(doc, "errors", json_array());
+  /* An interrupted run recorded its interruption already: each error
+   * appears once (§8.2). */
+  json_array_foreach(json_object_get(doc, "errors"), i, e) {
+    if(json_is_string(json_object_get(e, "message")) &&
+       !strcmp(json_string_value(json_object_get(e, "message")),
+               "interrupted")) {
+      record_write(m, doc);
+      json_decref(doc);
+      return false;
+    }
+  }
   e = json_object();
   json_object_set_new(e, "stageIndex", json_null());
   json_object_set_new(e, "action", json_null());

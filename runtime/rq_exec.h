@@ -25,6 +25,7 @@ struct RqRun {
   RqScope *mission_scope;
   char **bases;               /* evaluated source bases (per run) */
   json_t *candidates;         /* checkpoint candidates of the action */
+  long cand_seq;              /* the last candidate's number (state.c) */
   const char *action;         /* current action name */
   int jump_depth;
   /* the error of the failing step */

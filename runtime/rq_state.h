@@ -17,6 +17,11 @@ void rqi_checkpoint_candidate(RqRun *run, const char *key, double ms,
 /* Commits the action's candidates atomically (never in --dry-run) and
  * clears them.  Returns 0 or -1 after logging. */
 int rqi_checkpoint_commit(RqRun *run);
+/* A mark of the candidates so far, and the rollback to it: candidates
+ * recorded after the mark are dropped (those they replaced come back).
+ * For retried regions (§8.1 rule 5). */
+long rqi_checkpoint_mark(const RqRun *run);
+void rqi_checkpoint_rollback(RqRun *run, long mark);
 void rqi_checkpoint_discard(RqRun *run);
 /* Frees the cached checkpoint files (clean shutdown). */
 void rqi_state_shutdown(void);

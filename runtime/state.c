@@ -11,8 +11,11 @@
  * actions of a parallel stage commit on their own.
  *
  * Candidates of the current action are kept in run->candidates (an object
- * key -> {"ms": time, "count": records}); only the action's own thread
- * touches them.
+ * key -> {"ms": time, "count": records, "seq": n, "prev": entry}); only
+ * the action's own thread touches them.  seq numbers the candidates of a
+ * run in order, and prev is the entry a candidate replaced, so a retried
+ * region can roll back to a mark in time proportional to the entries it
+ * finds, without copying them all up front (rqi_checkpoint_rollback).
  *
  * The lock is an flock on <data>/.lock held for the life of the process;
  * the file holds the owner's pid for the "in use" message.
@@ -106,13 +109,43 @@ void rqi_checkpoint_candidate(RqRun *run, const char *key, double ms,
                               int record_count)
 {
   json_t *c = json_object();
+  json_t *prev;
   json_object_set_new(c, "ms", json_real(ms));
   json_object_set_new(c, "count", json_integer(record_count));
+  json_object_set_new(c, "seq", json_integer(++run->cand_seq));
   if (!run->candidates)
     run->candidates = json_object();
+  prev = json_object_get(run->candidates, key);
+  if (prev)
+    json_object_set_nocheck(c, "prev", prev);
   /* A later execution of the same key in the action replaces the earlier
    * one: it started later and succeeded too (§8.1 rule 5). */
   json_object_set_new_nocheck(run->candidates, key, c);
+}
+
+long rqi_checkpoint_mark(const RqRun *run)
+{
+  return run->cand_seq;
+}
+
+void rqi_checkpoint_rollback(RqRun *run, long mark)
+{
+  const char *key;
+  json_t *c;
+  void *tmp;
+  if (!run->candidates)
+    return;
+  json_object_foreach_safe(run->candidates, tmp, key, c) {
+    json_t *e = c;
+    while (e && json_integer_value(json_object_get(e, "seq")) > mark)
+      e = json_object_get(e, "prev");
+    if (e == c)
+      continue;
+    if (e)
+      json_object_set_nocheck(run->candidates, key, e);
+    else
+      json_object_del(run->candidates, key);
+  }
 }
 
 void rqi_checkpoint_discard(RqRun *run)

@@ -264,7 +264,9 @@ int rqi_store_put(const RqEnv *env, RqAt at, RqStore *st, const char *name,
   if (n_undo == 0)
     goto out;                       /* nothing changed, nothing to write */
 
-  if (st->ops->flush(st) != 0) {
+  /* --dry-run: stores are read-only, their records in memory are copies
+   * that are never written back (§10.1). */
+  if (!rqi_opts.dry_run && st->ops->flush(st) != 0) {
     write_errno = errno ? errno : EIO;
     /* Roll back in reverse: re-deleting new keys restores the order. */
     for (size_t i = n_undo; i-- > 0;) {
