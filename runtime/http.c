@@ -7,9 +7,11 @@
  *     warm across the easy handles of all threads.
  *   - rqi_http_step(): the whole step: evaluates path, query, body and
  *     headers, layers the headers, adds auth, since and pagination
- *     parameters, runs the attempts with backoff and Retry-After, decodes
- *     bodies, paginates through paginate.c, sets the scope's response and
- *     records the checkpoint candidate.
+ *     parameters, runs the attempts (circuit breaker, rate-limit gate,
+ *     OAuth2 refresh, backoff and Retry-After), decodes bodies, paginates
+ *     through paginate.c, sets the scope's response and records the
+ *     checkpoint candidate.  In --dry-run it prints the request instead
+ *     (SPEC §10.1).
  *
  * Ownership: every json_t * field of Call is a new reference owned by the
  * Call and released by call_free().
@@ -17,6 +19,8 @@
 #include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <math.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -24,12 +28,14 @@
 #include <strings.h>
 #include <time.h>
 #include "rq_internal.h"
+#include "rq_limit.h"
 
 #define CONNECT_TIMEOUT_MS 10000L
 #define DEFAULT_TIMEOUT_MS 30000.0
 #define MAX_REDIRECTS 10        /* same-origin hops followed per request */
 #define DEFAULT_MAX_WAIT_S 300.0
 #define SLEEP_SLICE_MS 50.0
+#define WAIT_SLICE_MS 1000.0    /* rate-limit waits re-check the gate */
 
 /* ------------------------------------------------ global curl state */
 /* libcurl does not support sharing a connection cache between threads
@@ -130,6 +136,7 @@ void rqi_http_global_cleanup(void)
   pthread_once(&conn_once, conn_key_init);
   conn_free(pthread_getspecific(conn_key));
   pthread_setspecific(conn_key, NULL);
+  rqi_limit_cleanup();
   if(share) {
     curl_share_cleanup(share);
     share = NULL;
@@ -469,9 +476,10 @@ int rqi_http_pct_encode(RqBuf *b, const char *s, size_t n)
 
 /* Appends sep (when not NUL; then clears it, so that later parameters use
  * '&') and name=value for one scalar or object value (§6.3); null and
- * missing values are omitted. */
+ * missing values are omitted.  mask: the value is a secret, shown as
+ * *** (the --dry-run plan). */
 static void add_param(RqBuf *b, char *sep, const char *name,
-                      const json_t *v)
+                      const json_t *v, bool mask)
 {
   char *text;
 
@@ -482,6 +490,10 @@ static void add_param(RqBuf *b, char *sep, const char *name,
   *sep = '&';
   rqi_http_pct_encode(b, name, strlen(name));
   rq_buf_add(b, "=", 1);
+  if(mask) {
+    rq_buf_add(b, "***", 3);
+    return;
+  }
   if(json_is_string(v)) {
     if(json_string_length(v))
       rqi_http_pct_encode(b, json_string_value(v), json_string_length(v));
@@ -493,9 +505,11 @@ static void add_param(RqBuf *b, char *sep, const char *name,
 }
 
 /* Builds base + path + query into a new string.  The buffer is
- * unbounded, so rq_buf_add cannot fail (allocation failure aborts). */
+ * unbounded, so rq_buf_add cannot fail (allocation failure aborts).
+ * masked (may be NULL): names of parameters whose values are shown as
+ * ***. */
 static char *build_url(const char *base, const char *path,
-                       const json_t *query)
+                       const json_t *query, const json_t *masked)
 {
   RqBuf b = RQ_BUF_INIT(0);
   const char *k, *q = strchr(path, '?');
@@ -511,12 +525,13 @@ static char *build_url(const char *base, const char *path,
   sep = !q ? '?' : (path[plen - 1] == '?' || path[plen - 1] == '&')
                    ? '\0' : '&';
   json_object_foreach((json_t *)query, k, v) {
+    bool mask = masked && json_object_get(masked, k);
     if(json_is_array(v)) {
       json_array_foreach(v, i, e)
-        add_param(&b, &sep, k, e);
+        add_param(&b, &sep, k, e, mask);
     }
     else
-      add_param(&b, &sep, k, v);
+      add_param(&b, &sep, k, v, mask);
   }
   return b.data;    /* never NULL: base or path is non-empty */
 }
@@ -533,7 +548,12 @@ typedef struct {
   json_t *query;       /* params sent on every page */
   char *body;          /* serialised body, NULL: none */
   size_t body_len;
-  json_t *hdrs;        /* lower-cased name -> "Name: value" */
+  json_t *hdrs;        /* lower-cased name -> "Name: value": sent */
+  json_t *hdr_pre;     /* layers 1-2 of §6.2 (defaults, source) */
+  json_t *hdr_step;    /* layer 4 (step headers), evaluated once */
+  json_t *auth_names;  /* lower-cased auth header names -> true */
+  json_t *auth_query;  /* api_key query parameter names -> true */
+  unsigned long auth_gen;   /* rqi_auth_generation when hdrs was built */
   double timeout_ms;
   double first_ms;     /* wall time the first request was sent; 0 */
   bool all_2xx;
@@ -564,6 +584,24 @@ static void call_free(Call *c)
   json_decref(c->query);
   rq_free(c->body);
   json_decref(c->hdrs);
+  json_decref(c->hdr_pre);
+  json_decref(c->hdr_step);
+  json_decref(c->auth_names);
+  json_decref(c->auth_query);
+}
+
+/* Lower-cases the n bytes of name into out (cap bytes); false when the
+ * name is empty or too long (such a header is dropped). */
+static bool lower_name(const char *name, size_t n, char *out, size_t cap)
+{
+  size_t i;
+
+  if(n == 0 || n >= cap)
+    return false;
+  for(i = 0; i < n; i++)
+    out[i] = (char)tolower((unsigned char)name[i]);
+  out[n] = '\0';
+  return true;
 }
 
 /* Sets header name (n bytes) to value, replacing any earlier layer's
@@ -575,11 +613,8 @@ static void hdr_set(json_t *hdrs, const char *name, size_t n,
   char *line;
   size_t i;
 
-  if(n == 0 || n >= sizeof(lower))
+  if(!lower_name(name, n, lower, sizeof(lower)))
     return;
-  for(i = 0; i < n; i++)
-    lower[i] = (char)tolower((unsigned char)name[i]);
-  lower[n] = '\0';
   /* curl drops "Name:" with an empty value; "Name;" sends it empty. */
   if(value[0])
     line = rq_asprintf("%.*s: %s", (int)n, name, value);
@@ -594,8 +629,10 @@ static void hdr_set(json_t *hdrs, const char *name, size_t n,
   rq_free(line);
 }
 
-/* Evaluates a header layer in env (missing or null values omitted). */
-static int hdr_layer(Call *c, const RqEnv *env, const RqKV *kv, size_t n)
+/* Evaluates a header layer in env into hdrs (missing or null values
+ * omitted). */
+static int hdr_layer(json_t *hdrs, const RqEnv *env, const RqKV *kv,
+                     size_t n)
 {
   size_t i;
   json_t *v;
@@ -609,7 +646,7 @@ static int hdr_layer(Call *c, const RqEnv *env, const RqKV *kv, size_t n)
       return rc;
     if(v && !json_is_null(v)) {
       text = rqi_text(v);
-      hdr_set(c->hdrs, kv[i].key, kv[i].key_len, text);
+      hdr_set(hdrs, kv[i].key, kv[i].key_len, text);
       rq_free(text);
     }
     json_decref(v);
@@ -617,36 +654,66 @@ static int hdr_layer(Call *c, const RqEnv *env, const RqKV *kv, size_t n)
   return 0;
 }
 
+/* (Re)builds c->hdrs from the layers of §6.2: the evaluated layers 1-2,
+ * the auth layer as it is now, then the step layer.  An OAuth2 refresh
+ * changes only the auth layer, so the expressions of the others are not
+ * evaluated again.  query (NULL on a rebuild): receives an api_key query
+ * parameter (layer 2 of §6.3). */
+static void compose_headers(Call *c, json_t *query)
+{
+  json_t *auth = json_object(), *aq = json_object(), *v;
+  const char *k;
+  char lower[256];
+
+  json_decref(c->hdrs);
+  c->hdrs = json_copy(c->hdr_pre);
+  /* Read before applying: a refresh in between shows up next attempt. */
+  c->auth_gen = rqi_auth_generation(c->src);
+  rqi_auth_apply(c->src, auth, aq);
+  json_object_foreach(auth, k, v) {
+    hdr_set(c->hdrs, k, strlen(k), json_string_value(v));
+    if(lower_name(k, strlen(k), lower, sizeof(lower)))
+      json_object_set_new(c->auth_names, lower, json_true());
+  }
+  json_object_foreach(aq, k, v) {
+    json_object_set_new(c->auth_query, k, json_true());
+    if(query)
+      json_object_set(query, k, v);
+  }
+  json_object_foreach(c->hdr_step, k, v)
+    json_object_set(c->hdrs, k, v);
+  json_decref(auth);
+  json_decref(aq);
+}
+
 static int build_headers(Call *c)
 {
   RqRun *run = c->env->run;
   RqEnv menv;
-  json_t *auth, *v;
-  const char *k;
   char *ua;
   int rc;
 
-  c->hdrs = json_object();
-  hdr_set(c->hdrs, "Accept", 6, "application/json");
+  c->hdr_pre = json_object();
+  c->hdr_step = json_object();
+  c->auth_names = json_object();
+  c->auth_query = json_object();
+  hdr_set(c->hdr_pre, "Accept", 6, "application/json");
   ua = rq_asprintf("reqon/%s", RQ_VERSION);
-  hdr_set(c->hdrs, "User-Agent", 10, ua);
+  hdr_set(c->hdr_pre, "User-Agent", 10, ua);
   rq_free(ua);
   /* With the defaults, so that a source or step header can override it. */
   if(c->body)
-    hdr_set(c->hdrs, "Content-Type", 12, "application/json");
+    hdr_set(c->hdr_pre, "Content-Type", 12, "application/json");
   /* Source headers: mission scope, subject = its response. */
   menv.run = run;
   menv.scope = run->mission_scope;
   menv.subject = run->mission_scope ? run->mission_scope->response : NULL;
-  rc = hdr_layer(c, &menv, c->src->headers, c->src->n_headers);
-  if(rc)
-    return rc;
-  auth = json_object();
-  rqi_auth_apply(c->src, auth, c->query);
-  json_object_foreach(auth, k, v)
-    hdr_set(c->hdrs, k, strlen(k), json_string_value(v));
-  json_decref(auth);
-  return hdr_layer(c, c->env, c->st->headers, c->st->n_headers);
+  rc = hdr_layer(c->hdr_pre, &menv, c->src->headers, c->src->n_headers);
+  if(rc == 0)
+    rc = hdr_layer(c->hdr_step, c->env, c->st->headers, c->st->n_headers);
+  if(rc == 0)
+    compose_headers(c, c->query);
+  return rc;
 }
 
 /* Copies the fields of object o into the query, in order. */
@@ -804,35 +871,6 @@ static double backoff_ms(const RqRetryDef *r, int k)
   return (double)(long long)(d + 0.5);
 }
 
-/* Retry-After in ms (seconds or an HTTP-date); false if absent/invalid. */
-static bool retry_after_ms(const json_t *headers, double *ms)
-{
-  const char *s = json_string_value(json_object_get(headers,
-                                                    "retry-after"));
-  char *end;
-  double v;
-
-  if(!s)
-    return false;
-  while(*s == ' ')
-    s++;
-  if(isdigit((unsigned char)*s)) {
-    v = strtod(s, &end);
-    while(*end == ' ')
-      end++;
-    if(*end == '\0') {
-      *ms = v * 1000.0;
-      return true;
-    }
-  }
-  if(rq_parse_time(s, &v)) {
-    v -= rq_now_ms();
-    *ms = v > 0 ? v : 0;
-    return true;
-  }
-  return false;
-}
-
 /* Sleeps ms, waking early when a stop is requested.  Returns 0, or -1
  * when interrupted. */
 static int sleep_ms(double ms)
@@ -852,6 +890,99 @@ static int sleep_ms(double ms)
     ts.tv_nsec = (long)(left * 1e6);
     nanosleep(&ts, NULL);
   }
+}
+
+/* Whole seconds for messages, rounded up: "resets in 1s", never "0s"
+ * for a wait that is still ahead. */
+static double secs_up(double ms)
+{
+  double s = ceil(ms / 1000.0 - 1e-9);
+
+  return s < 1 ? 1 : s;
+}
+
+/* Logs a rate-limit wait when rqi_rl_wait_log says a line is due. */
+static void wait_log(Call *c, RqRlWaitLog *w, double left_ms)
+{
+  RqRun *run = c->env->run;
+  int due = rqi_rl_wait_log(w, rq_mono_ms(), left_ms);
+
+  if(due == RQ_RL_LOG_START)
+    rq_log(RQ_LOG_INFO, &c->ctx, "%s/%s: rate limit on %s: waiting %.0fs "
+           "before %s", run->m->name, run->action ? run->action : "-",
+           c->src->name, secs_up(left_ms), c->what);
+  else if(due == RQ_RL_LOG_STILL)
+    rq_log(RQ_LOG_INFO, &c->ctx, "%s/%s: rate limit on %s: still waiting, "
+           "%.0fs left before %s", run->m->name,
+           run->action ? run->action : "-", c->src->name,
+           secs_up(left_ms), c->what);
+}
+
+/* One slice of a rate-limit wait: at most WAIT_SLICE_MS, so that the
+ * caller re-checks (another thread's response may change the limit) and
+ * logs.  Returns 0, or -RQ_E_INTERRUPT on a stop request. */
+static int wait_slice(Call *c, RqRlWaitLog *w, double left_ms)
+{
+  double t0 = rq_mono_ms(), slice;
+  int rc;
+
+  wait_log(c, w, left_ms);
+  slice = left_ms < WAIT_SLICE_MS ? left_ms : WAIT_SLICE_MS;
+  rc = sleep_ms(slice);
+  rqi_ratelimit_add_wait(c->src, rq_mono_ms() - t0);
+  return rc ? -RQ_E_INTERRUPT : 0;
+}
+
+static int fail_max_wait(Call *c, double wait_ms, double max_wait_ms)
+{
+  return rq_fail(c->env, c->st->at,
+                 "rate limit wait %.0fs exceeds maxWait %gs for %s",
+                 secs_up(wait_ms), max_wait_ms / 1000.0, c->src->name);
+}
+
+/* The rate-limit gate of §6.6 before an attempt: waits while the source
+ * is blocked (pause, throttle) or its requests must be spaced
+ * (throttle).  Returns 0 to send, or a negative code after rq_fail (or
+ * -RQ_E_INTERRUPT). */
+static int rate_gate(Call *c, double max_wait_ms)
+{
+  RqRlWaitLog w = RQ_RL_WAIT_LOG_INIT;
+  double wait;
+  int rc = 0;
+
+  for(;;) {
+    switch(rqi_ratelimit_gate(c->src, rq_now_ms(), &wait)) {
+    case RQ_RL_GO:
+      return 0;
+    case RQ_RL_LIMITED:
+      return rq_fail(c->env, c->st->at, "rate limited on %s (resets in "
+                     "%.0fs)", c->src->name, secs_up(wait));
+    case RQ_RL_TOO_LONG:
+      return fail_max_wait(c, wait, max_wait_ms);
+    case RQ_RL_WAIT:
+      rc = wait_slice(c, &w, wait);
+      if(rc)
+        return rc;
+      break;
+    }
+  }
+}
+
+/* Sleeps until the wall-clock deadline of a 429's Retry-After, so that
+ * the gate, which compares the same deadline with the wall clock, lets
+ * the next attempt pass.  Returns 0 or -RQ_E_INTERRUPT. */
+static int wait_retry_after(Call *c, double deadline)
+{
+  RqRlWaitLog w = RQ_RL_WAIT_LOG_INIT;
+  double left;
+  int rc;
+
+  while((left = deadline - rq_now_ms()) > 0) {
+    rc = wait_slice(c, &w, left);
+    if(rc)
+      return rc;
+  }
+  return 0;
 }
 
 static bool is_retryable(int status)
@@ -1004,7 +1135,25 @@ static long count_items(const json_t *v)
   return items ? (long)json_array_size(items) : -1;
 }
 
-/* Fetches one page with its attempts (§6.4).  On 0, *pg holds the final
+/* The header lines of c->hdrs for an RqHttpRequest (borrowed strings;
+ * the array is owned by the caller). */
+static const char **header_lines(const Call *c, size_t *n)
+{
+  const char **lines;
+  const char *k;
+  json_t *v;
+
+  *n = 0;
+  lines = rq_calloc(json_object_size(c->hdrs) + 1, sizeof(*lines));
+  json_object_foreach(c->hdrs, k, v)
+    lines[(*n)++] = json_string_value(v);
+  return lines;
+}
+
+/* Fetches one page with its attempts (§6.4).  Per attempt: OAuth2
+ * pre-refresh, the circuit breaker (open: fail at once, no attempt
+ * used), the rate-limit gate, the send; the outcome goes to the breaker
+ * and the response headers to the limiter.  On 0, *pg holds the final
  * response: a 2xx, or another status when the next step is a match.
  * Otherwise returns a negative code after rq_fail, or -RQ_E_INTERRUPT
  * without a message on a stop request (exec.c records "interrupted" with
@@ -1015,20 +1164,17 @@ static int fetch_page(Call *c, const json_t *query, int page, Page *pg)
   const RqEnv *env = c->env;
   RqHttpRequest rq;
   RqHttpResponse rs;
+  RqCbAdmit adm;
   const char **lines;
-  const char *k;
-  json_t *v;
   char *url, *safe;
   size_t n = 0;
   int attempt, max_attempts, rc = 0;
-  double delay, max_wait;
-  bool ok, retry;
+  double delay, max_wait, retry_in, ra, t_resp;
+  bool ok, retry, refreshed = false;
 
   memset(pg, 0, sizeof(*pg));
-  url = build_url(c->base, c->path, query);
-  lines = rq_calloc(json_object_size(c->hdrs) + 1, sizeof(*lines));
-  json_object_foreach(c->hdrs, k, v)
-    lines[n++] = json_string_value(v);
+  url = build_url(c->base, c->path, query, NULL);
+  lines = header_lines(c, &n);
   memset(&rq, 0, sizeof(rq));
   rq.method = st->method;
   rq.url = url;
@@ -1046,9 +1192,36 @@ static int fetch_page(Call *c, const json_t *query, int page, Page *pg)
       rc = -RQ_E_INTERRUPT;
       break;
     }
+    rc = rqi_auth_before_request(env, c->src, st->at);
+    if(rc)
+      break;
+    if(rqi_auth_generation(c->src) != c->auth_gen) {
+      /* Refreshed (here or by another thread): new auth layer. */
+      compose_headers(c, NULL);
+      rq_free(lines);
+      lines = header_lines(c, &n);
+      rq.headers = lines;
+      rq.n_headers = n;
+    }
+    adm = rqi_breaker_enter(c->src, &c->ctx, &retry_in);
+    if(adm == RQ_CB_REJECT) {
+      rc = rq_fail(env, st->at, "circuit open for source %s (retry in "
+                   "%.0fs)", c->src->name, secs_up(retry_in));
+      break;
+    }
+    rc = rate_gate(c, max_wait);
+    if(rc) {
+      rqi_breaker_leave(c->src, &c->ctx, adm, RQ_CB_NONE);
+      break;
+    }
     if(c->first_ms == 0)
       c->first_ms = rq_now_ms();
     if(rqi_http_send(&rq, &rs) != 0) {
+      /* An interrupted or oversized transfer says nothing about the
+       * server's health. */
+      rqi_breaker_leave(c->src, &c->ctx, adm,
+                        rs.interrupted || rs.too_large ? RQ_CB_NONE
+                                                       : RQ_CB_FAILURE);
       log_attempt(c, page, attempt, &rs, -1);
       if(rs.interrupted) {
         rc = -RQ_E_INTERRUPT;
@@ -1069,23 +1242,47 @@ static int fetch_page(Call *c, const json_t *query, int page, Page *pg)
       rqi_http_response_free(&rs);
       break;
     }
+    rqi_breaker_leave(c->src, &c->ctx, adm,
+                      rqi_cb_classify(rs.status, false));
+    t_resp = rq_now_ms();
+    ra = rqi_ratelimit_observe(c->src, rs.headers, rs.status, t_resp);
+
+    /* §6.1, §6.4: one refresh and re-send per request after a 401; the
+     * re-send is not an attempt. */
+    if(rs.status == 401 && !refreshed) {
+      rc = rqi_auth_refresh_after_401(env, c->src, st->at, c->auth_gen);
+      if(rc < 0) {
+        log_attempt(c, page, attempt, &rs, -1);
+        rqi_http_response_free(&rs);
+        break;
+      }
+      if(rc == 1) {
+        refreshed = true;
+        log_attempt(c, page, attempt, &rs, -1);
+        rqi_http_response_free(&rs);
+        attempt--;
+        rc = 0;
+        continue;
+      }
+    }
 
     ok = rs.status >= 200 && rs.status <= 299;
     retry = is_retryable(rs.status) && attempt < max_attempts;
     if(retry) {
       log_attempt(c, page, attempt, &rs, -1);
-      delay = backoff_ms(&st->retry, attempt);
-      if(rs.status == 429 && retry_after_ms(rs.headers, &delay)) {
-        if(delay > max_wait) {
-          rc = rq_fail(env, st->at,
-                       "rate limit wait %.0fs exceeds maxWait %.0fs for %s",
-                       delay / 1000.0 + 0.499, max_wait / 1000.0,
-                       c->src->name);
-          rqi_http_response_free(&rs);
+      rqi_http_response_free(&rs);
+      if(rs.status == 429 && ra >= 0) {
+        /* Retry-After replaces the backoff, capped by maxWait. */
+        if(ra > max_wait) {
+          rc = fail_max_wait(c, ra, max_wait);
           break;
         }
+        rc = wait_retry_after(c, t_resp + ra);
+        if(rc)
+          break;
+        continue;
       }
-      rqi_http_response_free(&rs);
+      delay = backoff_ms(&st->retry, attempt);
       if(sleep_ms(delay) != 0) {
         rc = -RQ_E_INTERRUPT;
         break;
@@ -1214,6 +1411,64 @@ static int run_pages(Call *c)
   return rc;
 }
 
+/* --dry-run (§10.1): prints the request of this step as it would be
+ * sent -- page 0 of a paginated step -- and sends nothing.  Secret values
+ * are shown as ***: auth-layer headers, Authorization headers, api_key
+ * query values, and (through rqi_log_redact) every registered secret and
+ * credential-named JSON field.  The format, one block per action:
+ *
+ *   DRY RUN Mission/Action at file:line:col
+ *     GET http://host/p?since=...&page=1
+ *     Accept: application/json
+ *     Authorization: ***
+ *     body: {"a":1}
+ */
+static int dry_run_plan(Call *c)
+{
+  RqRun *run = c->env->run;
+  RqBuf b = RQ_BUF_INIT(0);
+  RqPager pager;
+  json_t *q = json_copy(c->query), *v;
+  const char *k, *line, *val;
+  char *url, *shown;
+  size_t nlen;
+  bool secret;
+
+  if(c->paginated) {
+    rqi_pager_init(&pager, c->st);
+    rqi_pager_params(&pager, q);
+    rqi_pager_free(&pager);
+  }
+  url = build_url(c->base, c->path, q, c->auth_query);
+  json_decref(q);
+  rq_buf_addf(&b, "DRY RUN %s/%s at %s\n  %s %s\n", run->m->name,
+              run->action ? run->action : "-", c->at, c->st->method, url);
+  rq_free(url);
+  json_object_foreach(c->hdrs, k, v) {
+    /* Lines are "Name: value", or "Name;" for an empty value. */
+    line = json_string_value(v);
+    nlen = strcspn(line, ":;");
+    val = line[nlen] == ':' ? line + nlen + 1 : "";
+    while(*val == ' ')
+      val++;
+    secret = json_object_get(c->auth_names, k) ||
+             strcmp(k, "authorization") == 0 ||
+             strcmp(k, "proxy-authorization") == 0;
+    rq_buf_addf(&b, "  %.*s: %s\n", (int)nlen, line, secret ? "***" : val);
+  }
+  if(c->body)
+    rq_buf_addf(&b, "  body: %s\n", c->body);
+  shown = rqi_log_redact(b.data);
+  rq_buf_free(&b);
+  /* Parallel stages print whole blocks, never interleaved lines. */
+  flockfile(stdout);
+  fputs(shown, stdout);
+  fflush(stdout);
+  funlockfile(stdout);
+  rq_free(shown);
+  return 0;
+}
+
 int rqi_http_step(const RqEnv *env, const RqStep *st)
 {
   RqRun *run = env->run;
@@ -1243,7 +1498,9 @@ int rqi_http_step(const RqEnv *env, const RqStep *st)
     rc = build_headers(&c);
   if(rc == 0)
     rc = add_since(&c);
-  if(rc == 0)
+  if(rc == 0 && rqi_opts.dry_run)
+    rc = dry_run_plan(&c);    /* no response, no checkpoint candidate */
+  else if(rc == 0)
     rc = c.paginated ? run_pages(&c) : run_single(&c);
   call_free(&c);
   return rc;

@@ -8,6 +8,8 @@
  *   rq_exec.h   RqRun, RqScope, running missions               (exec.c)
  *   rq_http.h   requests, retries, pagination, credentials     (http.c,
  *               paginate.c, auth.c)
+ *   rq_limit.h  per-source rate limiter and circuit breaker    (ratelimit.c,
+ *               breaker.c; included where used)
  *   rq_store.h  the store registry and its kinds               (store*.c)
  *   rq_state.h  checkpoints and the data-dir lock              (state.c)
  *   rq_daemon.h process-wide options                           (daemon.c)

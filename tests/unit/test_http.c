@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "rq_internal.h"
+#include "rq_limit.h"
 #include "check.h"
 
 static char tmpdir[256];
@@ -203,6 +204,7 @@ static const char *const files[] = { "t.reqon" };
 /* Resets the tables to: GET g_path from source API, then capture. */
 static void reset(const char *path)
 {
+  rqi_limit_cleanup();    /* every case starts with fresh source state */
   memset(&src, 0, sizeof(src));
   src.name = "API";
   src.base = fn_base;
