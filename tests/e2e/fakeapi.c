@@ -12,7 +12,9 @@
  * repeated parameters; a request that matches nothing gets 599.
  * Our extensions: a request may also give "body_text" (the raw body,
  * matched like a query value) and "min_gap_ms" (it matches only that
- * long after the previous request arrived); response header values may
+ * long after the previous request arrived); a response may give
+ * "body_hex" (raw bytes, hex-encoded; application/octet-stream unless
+ * its headers say otherwise); response header values may
  * be time templates, {{now+N}}, {{now_ms+N}} and {{date+N}} (see
  * expand_time).
  *
@@ -538,7 +540,21 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, json_t *resp)
   v = json_object_get(resp, "delay_ms");
   if(json_is_number(v) && json_number_value(v) > 0)
     sleep_ms((long)json_number_value(v));
-  if((v = json_object_get(resp, "body_text")) && json_is_string(v)) {
+  if((v = json_object_get(resp, "body_hex")) && json_is_string(v)) {
+    /* Raw bytes, e.g. invalid UTF-8 for the non-text response test. */
+    const char *h = json_string_value(v);
+    size_t i, n = strlen(h) / 2;
+    unsigned int byte;
+    data = xmalloc(n + 1);
+    for(i = 0; i < n; i++) {
+      if(sscanf(h + 2 * i, "%2x", &byte) != 1)
+        die("body_hex is not hexadecimal");
+      data[i] = (char)byte;
+    }
+    len = n;
+    ctype = "application/octet-stream";
+  }
+  else if((v = json_object_get(resp, "body_text")) && json_is_string(v)) {
     data = xstrndup(json_string_value(v), json_string_length(v));
     len = json_string_length(v);
     ctype = "text/plain";
