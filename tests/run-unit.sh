@@ -13,6 +13,10 @@
 # library).
 
 BUILD=${BUILD:-build}
+# Absolute, so tests that chdir into a scratch directory still find
+# $BUILD/fakeapi.
+case $BUILD in /*) ;; *) BUILD=$(pwd)/$BUILD ;; esac
+export BUILD
 CC=${CC:-cc}
 SANFLAGS=
 if [ -n "$SANITIZE" ]; then
