@@ -40,7 +40,7 @@ RUNTIME_SRC = $(wildcard runtime/*.c)
 RUNTIME_OBJ = $(RUNTIME_SRC:%.c=$(BUILD)/%.o)
 
 .PHONY: all test check test-unit test-golden test-e2e test-examples \
-        test-conformance test-install missions install uninstall clean bench lint
+        test-conformance test-install test-secrets test-crash missions install uninstall clean bench lint
 
 all: $(BUILD)/reqonc $(BUILD)/libreqonrt.a
 
@@ -101,6 +101,8 @@ test check: all $(BUILD)/fakeapi
 	-$(V)$(MAKE) --no-print-directory test-conformance
 	-$(V)$(MAKE) --no-print-directory test-examples
 	-$(V)$(MAKE) --no-print-directory test-install
+	-$(V)$(MAKE) --no-print-directory test-secrets
+	-$(V)$(MAKE) --no-print-directory test-crash
 	$(V)sh tests/summary.sh $(BUILD)/test-results
 
 test-unit: all $(BUILD)/fakeapi
@@ -115,6 +117,10 @@ test-examples: all
 	$(V)$(TEST_ENV) sh tests/run-examples.sh
 test-install: all
 	$(V)$(TEST_ENV) sh tests/run-install.sh
+test-secrets: all $(BUILD)/fakeapi
+	$(V)$(TEST_ENV) sh tests/run-secrets.sh
+test-crash: all $(BUILD)/fakeapi
+	$(V)$(TEST_ENV) sh tests/crash/run-crash.sh
 
 missions: all
 	$(V)$(BUILD)/reqonc missions/ -o $(BUILD)/syncd

@@ -9,9 +9,12 @@
  *          "message":"Starting run","mission":"SyncOrders"}
  *
  * Redaction (SPEC §10.2: credentials are never logged): URL userinfo is
- * removed, string values of JSON fields named like token/password/secret
- * and Authorization header values become ***, and so does every value
- * registered with rqi_log_add_secret.
+ * removed ("https://u:p@h/" becomes "https://h/"), the values of query
+ * parameters named like credentials (access_token, api_key, sig, ...:
+ * is_secret_param) become ***, as do string values of JSON fields named
+ * like token/password/secret, the values of credential headers
+ * (Authorization, Cookie, X-Api-Key, ...) to the end of their line, and
+ * every value registered with rqi_log_add_secret.
  *
  * A text line escapes CR and LF in the message, so one event is always
  * one line; a JSON line replaces bytes that are not UTF-8 with U+FFFD.
@@ -121,10 +124,13 @@ static bool ends_authority(char c)
 {
   return c == '\0' || c == '/' || c == '?' || c == '#' || c == ' ' ||
          c == '"' || c == '\'' || c == '\n' || c == '\t' || c == '>' ||
-         c == '<' || c == ',';
+         c == '<' || c == ',' || c == '\\';
 }
 
-/* Removes "user:pass@" after every "://". Returns malloc'd text. */
+/* Removes "user:pass@" after every "://": the userinfo is dropped, not
+ * masked, because the URL without it is exactly the one a reader needs
+ * (and what the request line of the server shows).  Returns malloc'd
+ * text. */
 static char *strip_userinfo(const char *s)
 {
   Str out = { NULL, 0, 0 };
@@ -151,11 +157,132 @@ static char *strip_userinfo(const char *s)
   return out.p;
 }
 
+/* Does the query parameter name n (already percent-decoded, n bytes)
+ * carry a credential?  The list is what real APIs put in URLs: OAuth2
+ * (access_token, refresh_token, id_token, client_secret, code_verifier
+ * is not secret-bearing alone and stays), API keys (key, api_key,
+ * apikey, api-key, x-api-key, app_key, access_key...: every name that
+ * is "key" or ends in "_key"/"-key"), passwords (password, passwd, pwd,
+ * pass), pre-signed URLs (signature, sig, X-Amz-Signature,
+ * X-Amz-Credential, X-Amz-Security-Token), and session ids (session,
+ * sessionid, jsessionid).  Any name CONTAINING token, secret, password,
+ * passwd, apikey, api_key, api-key, signature, credential or session
+ * matches too, so vendor spellings (authToken, X-Goog-Signature) are
+ * covered.  Over-redacting a harmless parameter only costs a log reader
+ * one value; missing one leaks a credential into logs kept for months. */
+static bool is_secret_param(const char *n, size_t len)
+{
+  static const char *const contains[] = {
+    "token", "secret", "password", "passwd", "apikey", "api_key",
+    "api-key", "signature", "credential", "session"
+  };
+  static const char *const exact[] = {
+    "key", "sig", "auth", "authorization", "pwd", "pass", "jwt", "code"
+  };
+  size_t i;
+  size_t j;
+
+  for(i = 0; i < sizeof(exact) / sizeof(exact[0]); i++) {
+    if(strlen(exact[i]) == len && !strncasecmp(n, exact[i], len))
+      return true;
+  }
+  if(len > 4 && !strncasecmp(n + len - 3, "key", 3) &&
+     (n[len - 4] == '_' || n[len - 4] == '-'))
+    return true;
+  for(i = 0; i < sizeof(contains) / sizeof(contains[0]); i++) {
+    size_t wl = strlen(contains[i]);
+    for(j = 0; j + wl <= len; j++) {
+      if(!strncasecmp(n + j, contains[i], wl))
+        return true;
+    }
+  }
+  return false;
+}
+
+static int hexval(char c)
+{
+  if(c >= '0' && c <= '9')
+    return c - '0';
+  if(c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if(c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+/* Characters that end a query parameter's name or value in log text:
+ * the next parameter, the fragment, and whatever cannot be part of a URL
+ * written in a message (spaces, quotes, angle brackets, and the
+ * backslash of a JSON escape in a finished JSON line). */
+static bool ends_param(char c)
+{
+  return c == '\0' || c == '&' || c == '#' || c == ' ' || c == '"' ||
+         c == '\'' || c == '\n' || c == '\r' || c == '\t' || c == '<' ||
+         c == '>' || c == '\\' || c == ';';
+}
+
+/* Replaces the value of every query parameter named like a credential
+ * (is_secret_param) with ***: "?access_token=abc&x=1" becomes
+ * "?access_token=***&x=1".  Any "?name=" or "&name=" in the text counts,
+ * so bare paths ("/p?key=...") are covered as well as whole URLs.  Names
+ * are compared after percent-decoding ("api%5Fkey").  Returns malloc'd
+ * text. */
+static char *redact_query(const char *s)
+{
+  Str out = { NULL, 0, 0 };
+  const char *p = s;
+
+  str_add(&out, "", 0);
+  while(*p) {
+    const char *n;
+    const char *e;
+    char name[64];
+    size_t nl = 0;
+
+    str_add(&out, p, 1);
+    if(*p != '?' && *p != '&') {
+      p++;
+      continue;
+    }
+    n = ++p;
+    for(e = n; !ends_param(*e) && *e != '=' && *e != '?'; e++) {
+      int hi;
+      int lo;
+      char c = *e;
+      if(c == '%' && (hi = hexval(e[1])) >= 0 && (lo = hexval(e[2])) >= 0) {
+        c = (char)(hi * 16 + lo);
+        e += 2;
+      }
+      if(nl < sizeof(name))
+        name[nl] = c;
+      nl++;
+    }
+    if(*e != '=' || nl == 0 || nl > sizeof(name) ||
+       !is_secret_param(name, nl))
+      continue;                 /* p is at the name: copied normally */
+    str_add(&out, n, (size_t)(e + 1 - n));
+    str_add(&out, "***", 3);
+    for(p = e + 1; !ends_param(*p); p++)
+      ;
+  }
+  return out.p;
+}
+
+/* URL redaction: userinfo dropped, credential query values masked. */
+static char *redact_urls(const char *s)
+{
+  char *a = strip_userinfo(s);
+  char *b = redact_query(a);
+
+  rq_free(a);
+  return b;
+}
+
 /* Does the JSON key k (n bytes) name a credential? */
 static bool is_secret_key(const char *k, size_t n)
 {
-  static const char *const words[] = { "token", "password", "secret",
-                                       "authorization", "apikey",
+  static const char *const words[] = { "token", "password", "passwd",
+                                       "secret", "authorization", "apikey",
                                        "api_key", "api-key" };
   size_t i;
   size_t j;
@@ -170,10 +297,67 @@ static bool is_secret_key(const char *k, size_t n)
   return false;
 }
 
+/* Characters of an HTTP header name as they appear in messages. */
+static bool is_name_char(char c)
+{
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
+/* Is the header name n (len bytes) one that carries a credential?
+ * Authorization, Proxy-Authorization, Cookie and Set-Cookie, and any
+ * name with a '-' that contains token/secret/password/api-key/...
+ * (X-Api-Key, X-Auth-Token).  The '-' keeps Reqon identifiers out:
+ * "TokenSync: Starting run" or "store api_tokens: invalid key" name a
+ * mission or a store, never a header, and must stay readable. */
+static bool is_secret_header(const char *n, size_t len)
+{
+  static const char *const names[] = {
+    "authorization", "proxy-authorization", "cookie", "set-cookie"
+  };
+  size_t i;
+
+  for(i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+    if(strlen(names[i]) == len && !strncasecmp(n, names[i], len))
+      return true;
+  }
+  return memchr(n, '-', len) != NULL && is_secret_key(n, len);
+}
+
+/* When a header line "Name: value" whose name carries a credential
+ * (Authorization, Proxy-Authorization, Cookie, X-Api-Key, X-Auth-Token,
+ * ...) starts at p (a name boundary inside s), returns where its value
+ * ends; else NULL.  The value runs to the end of the line: values such
+ * as Digest's (username="u", response="...") hold commas, spaces and
+ * quotes, so no other character can end them safely.  Only a header
+ * written inside a quoted string ("Authorization: Bearer x" in a JSON
+ * array, or '...' in a shell line) ends at that string's closing quote,
+ * escaped quotes skipped. */
+static const char *header_value_end(const char *s, const char *p)
+{
+  const char *e = p;
+  char quote = 0;
+
+  while(is_name_char(*e))
+    e++;
+  if(*e != ':' || !is_secret_header(p, (size_t)(e - p)))
+    return NULL;
+  if(p > s && (p[-1] == '"' || p[-1] == '\''))
+    quote = p[-1];
+  for(e++; *e && *e != '\n' && *e != '\r'; e++) {
+    if(quote && *e == '\\' && e[1])
+      e++;
+    else if(quote && *e == quote)
+      break;
+  }
+  return e;
+}
+
 /* Replaces credential values in text: the string value of a JSON field
  * whose name contains token/password/secret/... ("password":"x" becomes
- * "password":"***"), and the value of an "Authorization:" header.
- * Returns malloc'd text. */
+ * "password":"***"), and the value of a header line whose name names
+ * a credential ("Authorization: Bearer x" becomes "Authorization: ***";
+ * see header_value_end).  Returns malloc'd text. */
 static char *redact_fields(const char *s)
 {
   Str out = { NULL, 0, 0 };
@@ -208,14 +392,15 @@ static char *redact_fields(const char *s)
         }
       }
     }
-    if(!strncasecmp(p, "authorization:", 14)) {
-      const char *e = p + 14;
-      str_add(&out, p, 14);
-      str_add(&out, " ***", 4);
-      while(*e && *e != '\n' && *e != '"' && *e != ',')
-        e++;
-      p = e;
-      continue;
+    if((p == s || !is_name_char(p[-1])) && is_name_char(*p)) {
+      const char *e = header_value_end(s, p);
+      if(e) {
+        const char *colon = strchr(p, ':');
+        str_add(&out, p, (size_t)(colon + 1 - p));
+        str_add(&out, " ***", 4);
+        p = e;
+        continue;
+      }
     }
     str_add(&out, p, 1);
     p++;
@@ -259,7 +444,7 @@ char *rqi_log_redact(const char *s)
 
   if(!s)
     return rq_strdup("");
-  tmp = strip_userinfo(s);
+  tmp = redact_urls(s);
   out = redact_fields(tmp);
   rq_free(tmp);
   pthread_mutex_lock(&log_mu);
@@ -480,6 +665,9 @@ void rqi_log_write(int level, const RqLogCtx *ctx, const char *fmt, ...)
   /* Credential fields and registered secrets are redacted before a JSON
    * line escapes quotes and backslashes, which would hide a secret holding
    * them from the search on the finished line. */
+  msg = redact_urls(raw);
+  rq_free(raw);
+  raw = msg;
   msg = redact_fields(raw);
   rq_free(raw);
   pthread_mutex_lock(&log_mu);
@@ -491,7 +679,7 @@ void rqi_log_write(int level, const RqLogCtx *ctx, const char *fmt, ...)
                   : text_line(level, msg, now);
   rq_free(msg);
   /* Redact the finished line so context values are covered too. */
-  msg = strip_userinfo(line);
+  msg = redact_urls(line);
   rq_free(line);
   pthread_mutex_lock(&log_mu);
   line = replace_secrets(msg);

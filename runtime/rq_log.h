@@ -28,9 +28,13 @@ void rqi_log_write(int level, const RqLogCtx *ctx, const char *fmt, ...)
  * printed; copies it. Values shorter than 4 bytes are ignored. */
 void rqi_log_add_secret(const char *value);
 /* Returns a malloc'd copy of s with every registered secret replaced by
- * ***, URL userinfo removed, and the values of credential-named JSON
- * fields ("token", "password", "secret", ...) and of Authorization
- * headers replaced by ***.  rqi_log_write applies the same to every line. */
+ * ***, URL userinfo dropped ("https://u:p@h/x" gives "https://h/x"), and
+ * *** for the values of credential-named query parameters ("?api_key=",
+ * "&access_token=", "sig", ...), of credential-named JSON string fields
+ * ("token", "password", "secret", ...) and of credential headers
+ * (Authorization, Proxy-Authorization, Cookie, X-Api-Key, ...: to the end
+ * of the line).  rqi_log_write applies the same to every line.  Use it
+ * for every URL or server text that goes into an error message. */
 char *rqi_log_redact(const char *s);
 void rqi_log_shutdown(void);         /* frees the secret list */
 

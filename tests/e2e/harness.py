@@ -17,13 +17,33 @@ optional args / env / files/, and expect/.  Our own cases may also use
                          match nothing ("*" = no output at all)
   expect/stdout.grep, expect/stdout.absent
                          like the stderr files, for the runs' stdout
+  expect/compile-stderr.absent
+                         patterns reqonc's stderr must not match (with
+                         compile-exit)
   expect/data.absent     regular expressions that must match no line of any
                          file under the data dir or --output (secrets in
                          execution records, checkpoints, stores)
+  expect/files-bytes/<rel>, expect/output-bytes/<rel>
+                         files of the data dir / --output that must hold
+                         exactly these bytes (order of keys and fields,
+                         indentation), a final newline aside
+  expect/modes           lines "<relpath> <octal mode>": the data dir file
+                         must exist with exactly that permission mode
+                         ("tokens/API.json 600")
   args: a line may start with "@term=MS": the run is sent SIGTERM after
-        MS milliseconds (daemon mode), then must exit by itself.
+        MS milliseconds (daemon mode), then must exit by itself; or with
+        "@kill=MS": its process group gets SIGKILL after MS milliseconds
+        (a crash; the run must still be going then, and its entry in
+        expect/exit is not used).
 
-usage: harness.py --build DIR --suite NAME [--keep] CASE_DIR...
+usage: harness.py --build DIR --suite NAME [--keep] [--secrets] CASE_DIR...
+
+--secrets (tests/run-secrets.sh): the secret-leak check instead of the
+case's expectations.  Every run line gets --verbose; the case fails only
+when the compile fails or a run does not finish, or when a credential
+value (secret_values) appears in a run's stdout or stderr, in --output,
+or in any file of the data dir except tokens/ (which legitimately holds
+refreshed OAuth2 tokens).
 
 For each case: start `fakeapi --script --port-file --report`, substitute
 @BASE@, compile with `DIR/reqonc`, run each args line in a fresh work dir
@@ -42,7 +62,8 @@ import signal
 import subprocess
 import sys
 import time
-from urllib.parse import unquote
+import base64
+from urllib.parse import quote, quote_plus, unquote
 
 CASE_CONTROL = {"exchanges.json", "args", "env", "expect", "files"}
 PASS_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR",
@@ -106,10 +127,11 @@ def kill_group(proc):
         pass
 
 
-def run_bounded(cmd, timeout, term_after=None, **kw):
+def run_bounded(cmd, timeout, term_after=None, kill=False, **kw):
     """subprocess.run with a timeout that also kills grandchildren (cc,
     ld...).  With term_after (seconds), SIGTERM is sent to the process
-    (not its group: the daemon must stop its own children) at that time.
+    (not its group: the daemon must stop its own children) at that time;
+    with kill as well, SIGKILL goes to its whole group instead (a crash).
     Returns (returncode or None on timeout, stdout, stderr)."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True,
@@ -121,7 +143,10 @@ def run_bounded(cmd, timeout, term_after=None, **kw):
                 return proc.returncode, out.decode("utf-8", "replace"), \
                     err.decode("utf-8", "replace")
             except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGTERM)
+                if kill:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                else:
+                    proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=timeout)
         return proc.returncode, out.decode("utf-8", "replace"), \
             err.decode("utf-8", "replace")
@@ -276,10 +301,106 @@ def describe(req):
     return "%s %s %s" % (req.get("method"), req.get("path"), q or "")
 
 
+# ------------------------------------------------------ secret values
+
+SECRET_MIN = 6           # shorter strings match too much ordinary text
+SECRET_ENV = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "API_KEY", "KEY")
+# Credential-file fields that configure how a credential is sent, or
+# name who is authenticating, not the credential: their values (bearer,
+# X-API-Key, the token URL, a user or OAuth2 client id, which OAuth2
+# sends in clear) may appear in logs.  Every other string counts.
+CRED_CONFIG = {"type", "scheme", "authScheme", "header", "headerName",
+               "query", "prefix", "tokenEndpoint", "tokenUrl", "expiresAt",
+               "username", "user", "clientId"}
+# The same for REQON_<SOURCE>_<FIELD> variables whose names contain
+# TOKEN or KEY without holding one.
+ENV_CONFIG = ("_ENDPOINT", "_URL", "_TYPE", "_HEADER_NAME", "_ID",
+              "_USERNAME")
+PLACEHOLDER = re.compile(r"^\$\{?[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}?$")
+
+
+def expand_vars(s, env):
+    """SPEC §6.1 expansion: $$, ${V}, ${V:-default}, $V; unset is ""."""
+    def one(m):
+        if m.group(0) == "$$":
+            return "$"
+        name = m.group(1) or m.group(3)
+        val = env.get(name, "")
+        if m.group(2) is not None and val == "":
+            return m.group(2)
+        return val
+    return re.sub(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|"
+                  r"\$([A-Za-z_][A-Za-z0-9_]*)", one, s)
+
+
+def strings_in(v, key=None):
+    """(field name, string) for every string value in a JSON value."""
+    if isinstance(v, dict):
+        for k, x in v.items():
+            yield from strings_in(x, k)
+    elif isinstance(v, list):
+        for x in v:
+            yield from strings_in(x, key)
+    elif isinstance(v, str):
+        yield key, v
+
+
+def auth_files(runs):
+    """The --auth FILE arguments of the run lines."""
+    out = []
+    for args in runs:
+        for i, a in enumerate(args):
+            if a == "--auth" and i + 1 < len(args):
+                out.append(args[i + 1])
+            elif a.startswith("--auth="):
+                out.append(a[len("--auth="):])
+    return out
+
+
+def response_tokens(script):
+    """access_token / refresh_token values the server hands out."""
+    try:
+        with open(script, encoding="utf-8") as f:
+            ex = json.load(f)
+    except (OSError, ValueError):
+        return []
+    found = []
+
+    def walk(v):
+        if isinstance(v, dict):
+            for k, x in v.items():
+                if k in ("access_token", "refresh_token") and \
+                        isinstance(x, str):
+                    found.append(x)
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+    for e in ex if isinstance(ex, list) else []:
+        resp = e.get("response") if isinstance(e, dict) else None
+        if not isinstance(resp, dict):
+            continue
+        walk(resp.get("body"))
+        if isinstance(resp.get("body_text"), str):
+            try:
+                walk(json.loads(resp["body_text"]))
+            except ValueError:
+                pass
+    return found
+
+
+def leak_forms(s):
+    """The ways a secret can be written: as is, JSON-escaped and
+    percent-encoded (in a URL)."""
+    forms = {s, json.dumps(s)[1:-1], quote(s, safe=""), quote_plus(s)}
+    return [f for f in forms if len(f) >= SECRET_MIN]
+
+
 # ----------------------------------------------------------- one case
 
 class Case:
-    def __init__(self, path, build, suite, keep):
+    def __init__(self, path, build, suite, keep, secrets=False):
+        self.secrets_mode = secrets
         self.path = os.path.abspath(path.rstrip("/"))
         self.name = os.path.basename(self.path)
         self.build = build
@@ -308,8 +429,10 @@ class Case:
         try:
             if compile_only:
                 # Diagnostics cases never run anything: no server; any
-                # well-formed base URL will do.
-                self.compile_and_check("http://127.0.0.1:9")
+                # well-formed base URL will do.  (Nothing to leak either:
+                # the secret check skips them.)
+                if not self.secrets_mode:
+                    self.compile_and_check("http://127.0.0.1:9")
                 return
             script = os.path.join(self.path, "exchanges.json")
             if not os.path.exists(script):
@@ -326,6 +449,12 @@ class Case:
             if exe:
                 self.run_all(exe, server.base())
             report, err = server.stop()
+            if self.secrets_mode:
+                # Only the leaks matter here (found during the runs);
+                # the e2e suite checks the case's own expectations.
+                if self.problems and self.stderr:
+                    self.fail("stderr tail:\n" + self.stderr[-1500:])
+                return
             if err:
                 self.fail(err)
             if report is not None and exe:
@@ -380,6 +509,10 @@ class Case:
                                                "compile-stderr.grep")):
                 if not re.search(pat, err, re.M):
                     self.fail("reqonc stderr lacks /%s/" % pat)
+            for pat in read_lines(os.path.join(self.exp,
+                                               "compile-stderr.absent")):
+                if re.search(pat, err, re.M):
+                    self.fail("reqonc stderr must not contain /%s/" % pat)
             if self.problems:
                 self.fail("reqonc stderr:\n" + err[-1500:])
             return None
@@ -387,6 +520,86 @@ class Case:
             self.fail("reqonc failed (%d):\n%s" % (rc, err[-2000:]))
             return None
         return exe
+
+    # -- secret-leak mode
+    def secret_values(self, runs, env):
+        """Every credential value of the case: the string values of its
+        --auth files (files/..., except CRED_CONFIG fields), its env
+        values whose names contain TOKEN, SECRET, PASSWORD, PASSWD or KEY
+        (except ENV_CONFIG names),
+        and the access/refresh tokens its server returns; after @BASE@ and
+        $VAR expansion, at least SECRET_MIN long.  A basic credential
+        also gives base64("user:password"), the header value."""
+        vals = set()
+        env = dict(env)
+        # Variables from the case's env files count like its env lines
+        # (they never override the environment, §10.1).
+        envfiles = [".env"] + [a[i + 1] for a in runs for i in
+                               range(len(a) - 1) if a[i] == "--env"]
+        for rel in envfiles:
+            for line in read_lines(os.path.join(self.run_dir, rel)) if \
+                    os.path.isfile(os.path.join(self.run_dir, rel)) else []:
+                line = line.strip()
+                if line.startswith("export "):
+                    line = line[len("export "):]
+                k, eq, v = line.partition("=")
+                if not eq or k.startswith("#"):
+                    continue
+                v = v.strip()
+                if len(v) >= 2 and v[0] == v[-1] and v[0] in "\"'":
+                    v = v[1:-1]
+                env.setdefault(k.strip(), v)
+        for k, v in env.items():
+            if k in PASS_ENV or k == "REQON_TEST_BASE":
+                continue
+            if any(w in k.upper() for w in SECRET_ENV) and \
+                    not k.upper().endswith(ENV_CONFIG):
+                vals.add(v)
+        for rel in auth_files(runs):
+            p = os.path.join(self.run_dir, rel)
+            try:
+                with open(p, encoding="utf-8") as f:
+                    cred = json.load(f)
+            except (OSError, ValueError):
+                continue        # a case about an unreadable --auth file
+            for key, s in strings_in(cred):
+                if key in CRED_CONFIG:
+                    continue
+                vals.add(expand_vars(s, env))
+            for c in cred.values() if isinstance(cred, dict) else []:
+                if isinstance(c, dict) and isinstance(c.get("username"),
+                                                      str) and \
+                        isinstance(c.get("password"), str):
+                    pair = "%s:%s" % (expand_vars(c["username"], env),
+                                      expand_vars(c["password"], env))
+                    vals.add(base64.b64encode(pair.encode()).decode())
+        vals.update(response_tokens(os.path.join(self.path,
+                                                 "exchanges.json")))
+        return sorted(v for v in vals if len(v) >= SECRET_MIN and
+                      not PLACEHOLDER.match(v))
+
+    def find_leaks(self, run_no, secrets, texts):
+        """texts: (where, text) pairs of the run; adds the data dir (less
+        tokens/) and --output.  One failure per secret and place."""
+        data = os.path.join(self.run_dir, ".reqon-data")
+        places = list(texts)
+        for root in (data, self.out_dir):
+            for dirpath, dirs, names in os.walk(root):
+                if root == data and dirpath == data and "tokens" in dirs:
+                    dirs.remove("tokens")
+                for fn in sorted(names):
+                    path = os.path.join(dirpath, fn)
+                    try:
+                        with open(path, "rb") as f:
+                            t = f.read().decode("utf-8", "replace")
+                    except OSError:
+                        continue
+                    places.append((os.path.relpath(path, self.work), t))
+        for s in secrets:
+            for where, text in places:
+                if any(f in text for f in leak_forms(s)):
+                    self.fail("run %d: credential %s...(%d chars) leaked "
+                              "into %s" % (run_no, s[:2], len(s), where))
 
     # -- runs
     def env_for(self, base):
@@ -414,16 +627,23 @@ class Case:
             exits = [int(x) for x in read_text(self.expfile("exit")).split()]
         env = self.env_for(base)
         self.out_dir = os.path.join(self.work, "out")
+        self.run_dir = run_dir
+        secrets = self.secret_values(runs, env) if self.secrets_mode \
+            else []
         for i, args in enumerate(runs):
             shutil.rmtree(self.out_dir, ignore_errors=True)
             term = None
-            if args and args[0].startswith("@term="):
+            kill = False
+            if args and args[0].startswith(("@term=", "@kill=")):
                 term = int(args[0][len("@term="):]) / 1000.0
+                kill = args[0].startswith("@kill=")
                 args = args[1:]
+            if self.secrets_mode:
+                args = args + ["--verbose"]
             cmd = [exe] + args + ["--data-dir", "./.reqon-data",
                                   "--output", self.out_dir]
             rc, out, err = run_bounded(cmd, RUN_TIMEOUT, term_after=term,
-                                       cwd=run_dir, env=env,
+                                       kill=kill, cwd=run_dir, env=env,
                                        stdin=subprocess.DEVNULL)
             self.stderr += err
             self.stdout += out
@@ -432,9 +652,17 @@ class Case:
                 f.write("$ %s\n--- stdout\n%s--- stderr\n%s" %
                         (" ".join(cmd), out, err))
             want = exits[i] if i < len(exits) else 0
+            if kill:
+                want = -signal.SIGKILL   # it must not end by itself
             if rc is None:
                 self.fail("run %d: timed out after %ds" % (i + 1,
                                                           RUN_TIMEOUT))
+            elif self.secrets_mode:
+                self.find_leaks(i + 1, secrets, [("stdout", out),
+                                                 ("stderr", err)])
+            elif rc != want and kill:
+                self.fail("run %d (%s): ended by itself (exit %d) before "
+                          "the SIGKILL" % (i + 1, " ".join(args), rc))
             elif rc != want:
                 self.fail("run %d (%s): exit %d, want %d" %
                           (i + 1, " ".join(args), rc, want))
@@ -478,6 +706,30 @@ class Case:
                     self.fail("%s %s differs:\n  got  %s\n  want %s" %
                               (what, rel, g[:800], w[:800]))
 
+    def compare_bytes(self, exp_root, got_root, what):
+        """expect/files-bytes/, expect/output-bytes/: the file must hold
+        exactly these bytes (key order, indentation, field order), except
+        that a missing or extra final newline is not a difference."""
+        if not os.path.isdir(exp_root):
+            return
+        for d, _, files in os.walk(exp_root):
+            for fn in sorted(files):
+                rel = os.path.relpath(os.path.join(d, fn), exp_root)
+                got_p = os.path.join(got_root, rel)
+                with open(os.path.join(d, fn), "rb") as f:
+                    want = f.read()
+                try:
+                    with open(got_p, "rb") as f:
+                        got = f.read()
+                except OSError:
+                    self.fail("%s: %s does not exist" % (what, rel))
+                    continue
+                if got.rstrip(b"\n") != want.rstrip(b"\n"):
+                    self.fail("%s: %s differs:\n--- got\n%s\n--- want\n%s"
+                              % (what, rel,
+                                 got.decode("utf-8", "replace")[:600],
+                                 want.decode("utf-8", "replace")[:600]))
+
     def check_outputs(self):
         if not hasattr(self, "run_dir"):
             return
@@ -488,6 +740,9 @@ class Case:
         files_exp = os.path.join(self.exp, "files")
         if os.path.isdir(files_exp):
             self.compare_tree(files_exp, data, "data file")
+        for sub, root in (("files-bytes", data),
+                          ("output-bytes", self.out_dir)):
+            self.compare_bytes(os.path.join(self.exp, sub), root, sub)
         for name, root in (("files-absent", data),
                            ("output-absent", self.out_dir)):
             for pat in read_lines(os.path.join(self.exp, name)):
@@ -495,6 +750,17 @@ class Case:
                 if hits:
                     self.fail("%s: %s exists" % (name, os.path.relpath(
                         hits[0], self.work)))
+        for line in read_lines(os.path.join(self.exp, "modes")):
+            rel, _, mode = line.strip().rpartition(" ")
+            p = os.path.join(data, rel.strip())
+            try:
+                got = os.stat(p).st_mode & 0o7777
+            except OSError:
+                self.fail("modes: %s does not exist" % rel.strip())
+                continue
+            if got != int(mode, 8):
+                self.fail("modes: %s has mode %o, want %s" %
+                          (rel.strip(), got, mode))
         for pat in read_lines(os.path.join(self.exp, "data.absent")):
             for root in (data, self.out_dir):
                 for dirpath, _, names in os.walk(root):
@@ -550,12 +816,14 @@ def main():
     ap.add_argument("--suite", required=True)
     ap.add_argument("--keep", action="store_true",
                     help="keep the work dirs of passing cases too")
+    ap.add_argument("--secrets", action="store_true",
+                    help="secret-leak check instead of the expectations")
     ap.add_argument("cases", nargs="*")
     a = ap.parse_args()
     build = os.path.abspath(a.build)
     passed = failed = 0
     for c in a.cases:
-        case = Case(c, build, a.suite, a.keep)
+        case = Case(c, build, a.suite, a.keep, a.secrets)
         t0 = time.monotonic()
         case.run()
         dt = time.monotonic() - t0

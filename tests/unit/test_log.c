@@ -1,5 +1,6 @@
 /* test_log.c -- unit tests of runtime/log.c: secret redaction (registered
- * values, URL userinfo, credential fields, Authorization headers), the
+ * values, URL userinfo, credential query parameters, credential fields,
+ * credential headers to the end of their line), the
  * text and JSON line formats, level filtering, and whole lines under
  * concurrent writers.  stderr is redirected to a temporary file. */
 #include "reqon.h"
@@ -65,6 +66,99 @@ static void test_redact(void)
   CHECK_STRFREE(rqi_log_redact("Authorization: Bearer xyz"),
                 "Authorization: ***");
   CHECK_STRFREE(rqi_log_redact(NULL), "");
+}
+
+/* URLs: userinfo is dropped; credential-named query values become ***,
+ * in whole URLs and in bare paths, whatever the letter case or
+ * percent-encoding of the name; other parameters are kept. */
+static void test_redact_urls(void)
+{
+  CHECK_STRFREE(rqi_log_redact("GET https://u:p%40ss@h.io:8443/x failed"),
+                "GET https://h.io:8443/x failed");
+  CHECK_STRFREE(rqi_log_redact("to http://user@h/x, then"),
+                "to http://h/x, then");
+  CHECK_STRFREE(rqi_log_redact("a https://x:y@h/1 b ftp://k:v@h2/2"),
+                "a https://h/1 b ftp://h2/2");
+  CHECK_STRFREE(rqi_log_redact("GET http://h/p?access_token=abc&page=2"),
+                "GET http://h/p?access_token=***&page=2");
+  CHECK_STRFREE(rqi_log_redact("GET /rows?page=2&API_KEY=k1k1k1#frag"),
+                "GET /rows?page=2&API_KEY=***#frag");
+  CHECK_STRFREE(rqi_log_redact("/a?api%5Fkey=zz9&q=1"),
+                "/a?api%5Fkey=***&q=1");
+  CHECK_STRFREE(rqi_log_redact("/a?key=1&sig=2&Signature=3&X-Amz-"
+                               "Credential=4&client_secret=5&pass=6"),
+                "/a?key=***&sig=***&Signature=***&X-Amz-Credential=***"
+                "&client_secret=***&pass=***");
+  CHECK_STRFREE(rqi_log_redact("/a?refresh_token=r&id_token=i&password=p"
+                               "&passwd=w&apikey=a&api-key=b&auth=c"),
+                "/a?refresh_token=***&id_token=***&password=***"
+                "&passwd=***&apikey=***&api-key=***&auth=***");
+  CHECK_STRFREE(rqi_log_redact("/a?authorization=x&session=s&x_api_key=y"
+                               "&private_key=z&sessionid=t"),
+                "/a?authorization=***&session=***&x_api_key=***"
+                "&private_key=***&sessionid=***");
+  /* other names, and secret words that are values, are kept */
+  CHECK_STRFREE(rqi_log_redact("/a?monkey=1&keys=2&q=token&tokens"),
+                "/a?monkey=1&keys=2&q=token&tokens");
+  CHECK_STRFREE(rqi_log_redact("\"url\":\"http://h/?token=t1\",\"n\":1"),
+                "\"url\":\"http://h/?token=***\",\"n\":1");
+  CHECK_STRFREE(rqi_log_redact("GET http://h/p?token=a b c"),
+                "GET http://h/p?token=*** b c");
+  CHECK_STRFREE(rqi_log_redact("?=x&token=&key"), "?=x&token=***&key");
+}
+
+/* Credential headers: the whole value to the end of the line (a Digest
+ * value holds commas), or to the closing quote of a quoted header line;
+ * names that are Reqon identifiers are not headers. */
+static void test_redact_headers(void)
+{
+  CHECK_STRFREE(rqi_log_redact("Authorization: Digest username=\"u\", "
+                               "response=\"r3sp\", nonce=\"n\"\nnext"),
+                "Authorization: ***\nnext");
+  CHECK_STRFREE(rqi_log_redact("Authorization: Basic dTpw, x=1"),
+                "Authorization: ***");
+  CHECK_STRFREE(rqi_log_redact("[\"Authorization: Digest a=\\\"b, c\\\"\","
+                               " \"Accept: json\"]"),
+                "[\"Authorization: ***\", \"Accept: json\"]");
+  CHECK_STRFREE(rqi_log_redact("-H 'Proxy-Authorization: Basic a,b' -v"),
+                "-H 'Proxy-Authorization: ***' -v");
+  CHECK_STRFREE(rqi_log_redact("x-api-key: k, k2\nCookie: s=1; t=2"),
+                "x-api-key: ***\nCookie: ***");
+  CHECK_STRFREE(rqi_log_redact("X-Auth-Token:abc"), "X-Auth-Token: ***");
+  CHECK_STRFREE(rqi_log_redact("TokenSync: Starting run"),
+                "TokenSync: Starting run");
+  CHECK_STRFREE(rqi_log_redact("store api_tokens: invalid key"),
+                "store api_tokens: invalid key");
+  CHECK_STRFREE(rqi_log_redact("see https://h/a"), "see https://h/a");
+}
+
+/* Whole log lines: the same redaction in both formats, also for a URL
+ * whose JSON form escapes characters, and in the context values. */
+static void test_line_redaction(void)
+{
+  RqLogCtx ctx = { "M", NULL, NULL, "m.reqon:1:1?token=ctx-secret" };
+  char *out;
+
+  rqi_log_configure(RQ_LOG_INFO, 0, 1);
+  capture_start();
+  rq_log(RQ_LOG_ERROR, NULL, "M: GET https://u:pw1@h/p?api_key=k-9&n=1: "
+         "timeout; Authorization: Digest a=\"x\", b=\"y\"");
+  out = capture_end();
+  CHECK(strstr(out, "GET https://h/p?api_key=***&n=1: timeout; "
+                    "Authorization: ***\n") != NULL);
+  CHECK(strstr(out, "pw1") == NULL && strstr(out, "k-9") == NULL);
+  rq_free(out);
+
+  rqi_log_configure(RQ_LOG_INFO, 1, 0);
+  capture_start();
+  rq_log(RQ_LOG_ERROR, &ctx, "M: GET http://h/p?q=\"a\"&access_token=t-7 "
+         "failed");
+  out = capture_end();
+  CHECK(strstr(out, "access_token=***") != NULL);
+  CHECK(strstr(out, "t-7") == NULL);
+  CHECK(strstr(out, "ctx-secret") == NULL);
+  CHECK(strstr(out, "\"at\":\"m.reqon:1:1?token=***\"") != NULL);
+  rq_free(out);
 }
 
 static void test_text_format(void)
@@ -222,6 +316,9 @@ int main(void)
 {
   rqi_util_init();
   test_redact();
+  test_redact_urls();
+  test_redact_headers();
+  test_line_redaction();
   test_text_format();
   test_json_format();
   test_concurrent();
