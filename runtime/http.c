@@ -340,6 +340,18 @@ int rqi_http_send(const RqHttpRequest *rq, RqHttpResponse *rs)
   /* Redirects are followed below, one hop at a time (same_origin). */
   curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
+  /* Only http and https, for the request and any redirect: a base or
+   * Location of file://, ftp://, ... must never make the daemon read
+   * local files or speak another protocol with the credentials. */
+#if LIBCURL_VERSION_NUM >= 0x075500    /* 7.85.0: the _STR options */
+  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#else
+  curl_easy_setopt(h, CURLOPT_PROTOCOLS,
+                   (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+  curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS,
+                   (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
   curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE,
                    (curl_off_t)RQ_HTTP_MAX_BODY);
   if(share)
@@ -1469,6 +1481,32 @@ static int dry_run_plan(Call *c)
   return 0;
 }
 
+/* Fails the step at once when the URL's scheme is not http or https
+ * (a base of file://..., ftp://...): libcurl refuses those anyway (see
+ * rqi_http_send), but that would be a "transport error", retried and
+ * counted by the circuit breaker although no attempt can succeed. */
+static int check_scheme(Call *c)
+{
+  CURLU *u = curl_url();
+  char *url, *scheme = NULL, *safe;
+  int rc = 0;
+
+  url = build_url(c->base, c->path, c->query, c->auth_query);
+  if(u && curl_url_set(u, CURLUPART_URL, url, CURLU_GUESS_SCHEME |
+                       CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK &&
+     curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+     strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0) {
+    safe = rqi_log_redact(url);
+    rc = rq_fail(c->env, c->st->at, "%s %s: unsupported protocol \"%s\" "
+                 "(only http and https)", c->st->method, safe, scheme);
+    rq_free(safe);
+  }
+  curl_free(scheme);
+  curl_url_cleanup(u);
+  rq_free(url);
+  return rc;
+}
+
 int rqi_http_step(const RqEnv *env, const RqStep *st)
 {
   RqRun *run = env->run;
@@ -1498,6 +1536,8 @@ int rqi_http_step(const RqEnv *env, const RqStep *st)
     rc = build_headers(&c);
   if(rc == 0)
     rc = add_since(&c);
+  if(rc == 0)
+    rc = check_scheme(&c);
   if(rc == 0 && rqi_opts.dry_run)
     rc = dry_run_plan(&c);    /* no response, no checkpoint candidate */
   else if(rc == 0)

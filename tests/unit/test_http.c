@@ -14,6 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -636,6 +639,230 @@ static void test_transport(void)
   CHECK(contains(res.error, "GET http://127.0.0.1:1/r: "));
 }
 
+/* §6.5: without maxPages the limit is 1000 pages (the reference stopped
+ * silently at 100): 1000 full pages are fetched, and needing page 1001
+ * fails the step without requesting it. */
+static void test_default_max_pages(void)
+{
+  RqBuf b = RQ_BUF_INIT(0);
+  RqRunResult res;
+  int i;
+
+  reset("/many");
+  steps[0].pg_kind = RQ_PG_PAGE;
+  steps[0].pg_param = "page";
+  steps[0].pg_size = 1;
+  rq_buf_add(&b, "[", 1);
+  for(i = 1; i <= 1000; i++)
+    rq_buf_addf(&b, "%s{\"request\":{\"path\":\"/many\",\"query\":"
+                "{\"page\":\"%d\"}},\"response\":{\"body\":[%d]}}",
+                i > 1 ? "," : "", i, i);
+  rq_buf_add(&b, "]", 1);
+  CHECK(run_case("default-max-pages", b.data, &res) == 1);
+  CHECK(contains(res.error, "pagination limit (1000 pages) reached for "
+                            "API GET /many; raise maxPages"));
+  CHECK(cap_resp == NULL);
+  rq_buf_free(&b);
+}
+
+/* ------------------------------------------------ a raw HTTP server */
+/* fakeapi always sends a Content-Type and holds its bodies in memory, so
+ * responses without a Content-Type and bodies beyond the 64 MiB cap come
+ * from this one-thread server: it answers each of raw.conns connections
+ * with raw.head and then raw.body_len bytes of 'x' (closing the
+ * connection ends a body without Content-Length). */
+static struct {
+  int fd;
+  int conns;          /* connections to answer */
+  int served;         /* connections accepted */
+  const char *head;   /* status line and headers, "\r\n\r\n" included */
+  const char *body;   /* NULL: body_len bytes of 'x' */
+  size_t body_len;
+  pthread_t thread;
+} raw;
+
+static void raw_send(int fd, const char *p, size_t n)
+{
+  ssize_t w;
+
+  while(n > 0 && (w = send(fd, p, n, MSG_NOSIGNAL)) > 0) {
+    p += w;
+    n -= (size_t)w;
+  }
+}
+
+static void *raw_main(void *arg)
+{
+  static char chunk[65536];
+  char req[4096];
+  size_t left;
+  int fd;
+
+  memset(chunk, 'x', sizeof(chunk));
+  while(raw.served < raw.conns) {
+    fd = accept(raw.fd, NULL, NULL);
+    if(fd < 0)
+      break;
+    raw.served++;
+    /* The requests are small GETs: one read holds the headers. */
+    if(recv(fd, req, sizeof(req), 0) > 0) {
+      raw_send(fd, raw.head, strlen(raw.head));
+      if(raw.body)
+        raw_send(fd, raw.body, raw.body_len);
+      for(left = raw.body ? 0 : raw.body_len; left > 0;) {
+        size_t n = left < sizeof(chunk) ? left : sizeof(chunk);
+        raw_send(fd, chunk, n);
+        left -= n;
+      }
+    }
+    close(fd);
+  }
+  return NULL;
+}
+
+/* Starts the raw server for conns connections; base_url points to it. */
+static void raw_start(int conns, const char *head, const char *body,
+                      size_t body_len)
+{
+  struct sockaddr_in sa;
+  socklen_t sl = sizeof(sa);
+
+  memset(&sa, 0, sizeof(sa));
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  raw.fd = socket(AF_INET, SOCK_STREAM, 0);
+  if(raw.fd < 0 || bind(raw.fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+     listen(raw.fd, 8) != 0 ||
+     getsockname(raw.fd, (struct sockaddr *)&sa, &sl) != 0) {
+    perror("raw server");
+    exit(2);
+  }
+  raw.conns = conns;
+  raw.served = 0;
+  raw.head = head;
+  raw.body = body;
+  raw.body_len = body_len;
+  snprintf(base_url, sizeof(base_url), "http://127.0.0.1:%d",
+           ntohs(sa.sin_port));
+  pthread_create(&raw.thread, NULL, raw_main, NULL);
+}
+
+/* Stops the raw server; returns the number of connections it accepted. */
+static int raw_stop(void)
+{
+  shutdown(raw.fd, SHUT_RDWR);    /* wakes a pending accept() */
+  pthread_join(raw.thread, NULL);
+  close(raw.fd);
+  return raw.served;
+}
+
+/* §6.4 step 6: with no Content-Type at all the body is parsed as JSON,
+ * and a parse failure is `invalid JSON ...: <reason> at line:col`. */
+static void test_no_content_type(void)
+{
+  static const char good[] = "{\"a\":[1,\"t\"]}";
+  static const char bad[] = "{\"a\": 1,\n \"b\": }";
+  static char head[160];
+  RqRunResult res;
+
+  reset("/j");
+  snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n"
+           "Connection: close\r\n\r\n", sizeof(good) - 1);
+  raw_start(1, head, good, sizeof(good) - 1);
+  CHECK(run(&res) == 0);
+  CHECK(raw_stop() == 1);
+  CHECK(json_is_object(cap_resp));
+  CHECK(json_integer_value(json_array_get(json_object_get(cap_resp, "a"),
+                                          0)) == 1);
+
+  reset("/j");
+  snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n"
+           "Connection: close\r\n\r\n", sizeof(bad) - 1);
+  raw_start(3, head, bad, sizeof(bad) - 1);
+  CHECK(run(&res) == 1);
+  CHECK(raw_stop() == 1);    /* not retried */
+  CHECK(contains(res.error, "invalid JSON from API GET /j: "));
+  CHECK(contains(res.error, " at 2:7"));
+}
+
+/* §6.4: a body beyond RQ_HTTP_MAX_BODY (64 MiB) is refused, whether the
+ * server announces it (Content-Length) or just keeps sending; a body of
+ * exactly the cap is read.  The failure is not retried. */
+static void test_body_cap(void)
+{
+  static char head[160];
+  RqHttpRequest rq;
+  RqHttpResponse rs;
+  RqRunResult res;
+  char url[200];
+  int rc;
+
+  memset(&rq, 0, sizeof(rq));
+  rq.method = "GET";
+  rq.url = url;
+
+  snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Type: "
+           "text/plain\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+           RQ_HTTP_MAX_BODY);
+  raw_start(1, head, NULL, RQ_HTTP_MAX_BODY);
+  snprintf(url, sizeof(url), "%s/exact", base_url);
+  rc = rqi_http_send(&rq, &rs);
+  CHECK(rc == 0);
+  CHECK(rs.status == 200 && rs.body.len == RQ_HTTP_MAX_BODY);
+  rqi_http_response_free(&rs);
+  raw_stop();
+
+  snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Type: "
+           "text/plain\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+           RQ_HTTP_MAX_BODY + 1);
+  raw_start(1, head, NULL, RQ_HTTP_MAX_BODY + 1);
+  snprintf(url, sizeof(url), "%s/announced", base_url);
+  rc = rqi_http_send(&rq, &rs);
+  CHECK(rc == -1 && rs.too_large);
+  CHECK(contains(rs.error, "response body exceeds 64 MiB"));
+  rqi_http_response_free(&rs);
+  raw_stop();
+
+  /* No Content-Length: the body ends when the connection closes. */
+  reset("/big");
+  raw_start(3, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+            "Connection: close\r\n\r\n", NULL, RQ_HTTP_MAX_BODY + 1);
+  CHECK(run(&res) == 1);
+  CHECK(raw_stop() == 1);
+  CHECK(contains(res.error, "GET http://127.0.0.1:"));
+  CHECK(contains(res.error, "/big: response body exceeds 64 MiB"));
+}
+
+/* Only http and https: a file:// URL is refused by libcurl itself (it
+ * would otherwise read the local file), and a step whose base is
+ * file://... fails at once with a clear message, without attempts. */
+static void test_protocols(void)
+{
+  RqHttpRequest rq;
+  RqHttpResponse rs;
+  RqRunResult res;
+  char path[300], url[400];
+
+  snprintf(path, sizeof(path), "%s/local.json", tmpdir);
+  write_text(path, "{\"local\": true}");
+  snprintf(url, sizeof(url), "file://%s", path);
+  memset(&rq, 0, sizeof(rq));
+  rq.method = "GET";
+  rq.url = url;
+  CHECK(rqi_http_send(&rq, &rs) == -1);
+  CHECK(rs.status == 0 && rs.body.len == 0);
+  CHECK(rs.error[0] != '\0');
+  rqi_http_response_free(&rs);
+
+  reset("/local.json");
+  snprintf(base_url, sizeof(base_url), "file://%.100s", tmpdir);
+  CHECK(run(&res) == 1);
+  CHECK(contains(res.error, "GET file://"));
+  CHECK(contains(res.error, "/local.json: unsupported protocol \"file\" "
+                            "(only http and https)"));
+  CHECK(cap_resp == NULL);
+}
+
 static void *stop_later(void *arg)
 {
   struct timespec ts = { 0, 200000000L };
@@ -716,6 +943,10 @@ int main(void)
   test_since();
   test_decoding();
   test_transport();
+  test_default_max_pages();
+  test_no_content_type();
+  test_body_cap();
+  test_protocols();
   test_interrupt();
 
   reset("/");
