@@ -343,15 +343,42 @@ static void gen_number(Fn *f, int r, double v)
   OUT("  t[%d] = rq_num(%s%s);\n", r, buf, strpbrk(buf, ".eEn") ? "" : ".0");
 }
 
-/* Reads a variable, falling back to the subject and response fields:
- * the run-time resolution of names inside path placeholders. */
-static void gen_path_name(Emit *e, Fn *f, int r, const char *p, size_t n)
+/* The store a path placeholder's first segment names (p[0..n) up to the
+ * first '.'), or NULL.  A name cannot be both a variable and a store
+ * (binding a store name is a compile error), so a store name in a
+ * placeholder always means the store, as in any expression (§5.2 step
+ * 2). */
+static const Node *placeholder_store(const Mission *m, const char *p,
+                                     size_t n)
+{
+  size_t i = 0;
+  while(i < n && p[i] != '.')
+    i++;
+  for(int k = 0; m && k < m->stores.len; k++) {
+    const Node *st = m->stores.data[k];
+    if(st->name && strlen(st->name) == i && memcmp(st->name, p, i) == 0)
+      return st;
+  }
+  return NULL;
+}
+
+/* Resolves a name path inside a path placeholder like a bare name
+ * (SPEC §5.2): `response`, a store, else a variable, falling back to
+ * the subject and response fields at run time. */
+static void gen_path_name(Emit *e, Fn *f, int r, const char *p, size_t n,
+                          Loc at)
 {
   /* first segment */
   size_t i = 0;
   while(i < n && p[i] != '.')
     i++;
-  if(i == 8 && memcmp(p, "response", 8) == 0) {
+  const Node *store = placeholder_store(e->m, p, n);
+  if(store) {
+    OUT("  rc = rq_store_records(env, ");
+    emit_at(e, &f->body, at, true);
+    OUT(", %d, &t[%d]);\n", store->index, r);
+    check_rc(f);
+  } else if(i == 8 && memcmp(p, "response", 8) == 0) {
     /* the keyword, as in any expression (SPEC §5.2): never a variable,
      * and not a field called "response" */
     OUT("  t[%d] = rq_response(env);\n", r);
@@ -374,7 +401,6 @@ static void gen_path_name(Emit *e, Fn *f, int r, const char *p, size_t n)
     move(f, r, s);
     i = j;
   }
-  (void)e;
 }
 
 static bool is_ident_start(char ch)
@@ -427,7 +453,7 @@ static int gen_path_template(Emit *e, Fn *f, const Node *n)
       OUT(", %zu);\n", i - lit);
     }
     int v = temp(f);
-    gen_path_name(e, f, v, p + i + 1, j - i - 1);
+    gen_path_name(e, f, v, p + i + 1, j - i - 1, n->loc);
     OUT("  rq_str_append_enc(t[%d], t[%d]);\n  t[%d] = NULL;\n", r, v, v);
     lit = j + 1;
     i = j;
@@ -1538,6 +1564,150 @@ static const char *gen_stages(Emit *e, Mission *m)
   return name;
 }
 
+/* ------------------------------------------- store use (SPEC §8.3) */
+/* Which stores a stage reads and writes, so that a resumed run knows
+ * whether a completed stage filled a memory store a later stage needs.
+ * Reads: bare store names and lookup() in any expression of the stage
+ * (its condition, its steps, the transforms they apply, the headers of
+ * the sources they fetch from, which are evaluated per request).
+ * Writes: store steps and queue targets.  Both follow jump targets
+ * transitively.  Source bases and mission-level lets are evaluated at
+ * run start, when memory stores are empty in any run, so they do not
+ * count. */
+typedef struct {
+  bool *reads;          /* indexed by store index */
+  bool *writes;
+  bool *walked;         /* indexed by action index: jump targets done */
+} StoreUse;
+
+static void mark_store(bool *set, const Mission *m, const Node *decl)
+{
+  if(decl && decl->kind == ND_STORE && decl->index >= 0 &&
+     decl->index < m->stores.len)
+    set[decl->index] = true;
+}
+
+/* Marks the stores named by the placeholders of a string-literal path
+ * as read; the same scan as gen_path_template's. */
+static void use_path(StoreUse *u, const Mission *m, const Node *path)
+{
+  const char *p = path->str;
+  size_t len = path->len;
+  for(size_t i = 0; p && i < len; i++) {
+    if(p[i] != '{')
+      continue;
+    size_t j = i + 1;
+    while(j < len && p[j] != '}')
+      j++;
+    if(j >= len || !is_name_path(p + i + 1, j - i - 1))
+      continue;
+    mark_store(u->reads, m, placeholder_store(m, p + i + 1, j - i - 1));
+    i = j;
+  }
+}
+
+/* Walks n, its siblings and every child. */
+static void use_walk(Emit *e, StoreUse *u, const Node *n)
+{
+  const Mission *m = e->m;
+  for(; n; n = n->next) {
+    switch(n->kind) {
+    case ND_NAME:
+      if(n->ref == REF_STORE)
+        mark_store(u->reads, m, n->decl);
+      break;
+    case ND_STORESTEP:
+      mark_store(u->writes, m, n->decl);
+      break;
+    case ND_DIRECTIVE:
+      if(n->word && strcmp(n->word, "queue") == 0)
+        mark_store(u->writes, m, n->decl);
+      if(n->word && strcmp(n->word, "jump") == 0 && n->decl &&
+         n->decl->kind == ND_ACTION && n->decl->index >= 0 &&
+         n->decl->index < m->actions.len && !u->walked[n->decl->index]) {
+        u->walked[n->decl->index] = true;
+        use_walk(e, u, n->decl->body);
+      }
+      break;
+    case ND_APPLY:
+      if(n->decl && n->decl->kind == ND_TRANSFORM)
+        use_walk(e, u, n->decl->body);
+      break;
+    case ND_HTTP:
+    case ND_CALLOP:
+      if(n->fetch && n->fetch->source && n->fetch->source->src)
+        use_walk(e, u, n->fetch->source->src->headers);
+      if(n->kind == ND_HTTP && n->a && n->a->kind == ND_STR)
+        use_path(u, m, n->a);
+      break;
+    default:
+      break;
+    }
+    use_walk(e, u, n->a);
+    use_walk(e, u, n->b);
+    use_walk(e, u, n->cond);
+    use_walk(e, u, n->body);
+    use_walk(e, u, n->els);
+    use_walk(e, u, n->opts);
+  }
+}
+
+/* Emits `static const int X[] = { ... };` for the marked stores; returns
+ * X, or "NULL" when none is marked. */
+static const char *gen_store_set(Emit *e, const bool *set, int n,
+                                 size_t *count)
+{
+  *count = 0;
+  for(int i = 0; i < n; i++)
+    *count += set[i];
+  if(*count == 0)
+    return "NULL";
+  const char *name = new_sym(e, "stores_used");
+  Str *s = &e->tables;
+  str_printf(s, "static const int %s[] = {", name);
+  for(int i = 0; i < n; i++)
+    if(set[i])
+      str_printf(s, " %d,", i);
+  STR_LIT(s, " };\n");
+  return name;
+}
+
+static const char *gen_stage_stores(Emit *e, Mission *m)
+{
+  int n = m->stages.len;
+  int ns = m->stores.len;
+  if(n == 0 || ns == 0)
+    return NULL;
+  const char **rd = ZALLOC(e, (size_t)n, rd);
+  const char **wr = ZALLOC(e, (size_t)n, wr);
+  size_t *nrd = ZALLOC(e, (size_t)n, nrd);
+  size_t *nwr = ZALLOC(e, (size_t)n, nwr);
+  for(int i = 0; i < n; i++) {
+    Node *sg = m->stages.data[i];
+    StoreUse u;
+    u.reads = ZALLOC(e, (size_t)ns, u.reads);
+    u.writes = ZALLOC(e, (size_t)ns, u.writes);
+    u.walked = ZALLOC(e, (size_t)m->actions.len + 1, u.walked);
+    use_walk(e, &u, sg->cond);
+    for(const Node *a = sg->body; a; a = a->next) {
+      int k = action_index(m, a);
+      if(!u.walked[k]) {
+        u.walked[k] = true;
+        use_walk(e, &u, m->actions.data[k]->body);
+      }
+    }
+    rd[i] = gen_store_set(e, u.reads, ns, &nrd[i]);
+    wr[i] = gen_store_set(e, u.writes, ns, &nwr[i]);
+  }
+  const char *name = new_sym(e, "stage_stores");
+  Str *s = &e->tables;
+  str_printf(s, "\nstatic const RqStoreUse %s[] = {\n", name);
+  for(int i = 0; i < n; i++)
+    str_printf(s, "  { %s, %zu, %s, %zu },\n", rd[i], nrd[i], wr[i], nwr[i]);
+  STR_LIT(s, "};\n\n");
+  return name;
+}
+
 /* Mission-level lets become an array of RQ_ST_LET steps. */
 static const char *gen_lets(Emit *e, Mission *m, size_t *count)
 {
@@ -1580,6 +1750,7 @@ static void gen_mission(Emit *e, Mission *m, Str *defs)
   size_t n_lets;
   const char *lets = gen_lets(e, m, &n_lets);
   const char *stages = gen_stages(e, m);
+  const char *stage_stores = gen_stage_stores(e, m);
 
   Str *s = defs;
   STR_LIT(s, "  { /* mission ");
@@ -1600,6 +1771,8 @@ static void gen_mission(Emit *e, Mission *m, Str *defs)
              lets ? lets : "NULL", n_lets);
   str_printf(s, "    .stages = %s,\n    .n_stages = %d,\n",
              stages ? stages : "NULL", m->stages.len);
+  str_printf(s, "    .stage_stores = %s,\n",
+             stage_stores ? stage_stores : "NULL");
   const ScheduleOpts *so = &m->sched;
   str_printf(s, "    .schedule = { %s, %.17g, ", sched_name(so->kind),
              so->every_ms);

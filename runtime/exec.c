@@ -1353,73 +1353,71 @@ static bool record_unfinished(const json_t *doc)
   return st && (!strcmp(st, "running") || !strcmp(st, "interrupted"));
 }
 
-/* Does a step list write a memory store (directly, in nested blocks, or
- * through jump)?  Used by resume (§8.3). */
-static bool steps_write_memory(const RqMissionDef *m, const RqStep *steps,
-                               size_t n, int depth)
+/* The memory instance a store index names: its target (store.c keeps
+ * one instance per memory target and run, so two store names may share
+ * it), or NULL when the index is not a memory store. */
+static const char *memory_target(const RqMissionDef *m, int store)
 {
+  const RqStoreDef *d;
+
+  if(store < 0 || (size_t)store >= m->n_stores)
+    return NULL;
+  d = &m->stores[store];
+  if(d->kind != RQ_STORE_MEMORY)
+    return NULL;
+  return d->target ? d->target : d->name;
+}
+
+/* Does stage k read the memory instance `target`? */
+static bool stage_reads(const RqMissionDef *m, size_t k, const char *target)
+{
+  const RqStoreUse *u = &m->stage_stores[k];
   size_t i;
-  size_t k;
 
-  for(i = 0; i < n; i++) {
-    const RqStep *st = &steps[i];
-    bool mem = st->store >= 0 && (size_t)st->store < m->n_stores &&
-               m->stores[st->store].kind == RQ_STORE_MEMORY;
-
-    switch(st->kind) {
-    case RQ_ST_STORE:
-      if(mem)
-        return true;
-      break;
-    case RQ_ST_FOR:
-    case RQ_ST_VALIDATE:
-      if(steps_write_memory(m, st->steps, st->n_steps, depth))
-        return true;
-      break;
-    case RQ_ST_MATCH:
-      for(k = 0; k < st->n_arms; k++) {
-        if(steps_write_memory(m, st->arms[k].steps, st->arms[k].n_steps,
-                              depth))
-          return true;
-      }
-      break;
-    case RQ_ST_DIRECTIVE:
-      if(st->directive == RQ_DIR_QUEUE && mem)
-        return true;
-      if(st->directive == RQ_DIR_JUMP && depth < MAX_JUMP_DEPTH &&
-         st->action >= 0 && (size_t)st->action < m->n_actions &&
-         steps_write_memory(m, m->actions[st->action].steps,
-                            m->actions[st->action].n_steps, depth + 1))
-        return true;
-      break;
-    default:
-      break;
-    }
+  for(i = 0; i < u->n_reads; i++) {
+    const char *t = memory_target(m, u->reads[i]);
+    if(t && !strcmp(t, target))
+      return true;
   }
   return false;
 }
 
-static bool stage_writes_memory(const RqMissionDef *m, const RqStageDef *sg)
+/* Does stage w write a memory store that one of the stages from..n-1
+ * reads?  The compiler emits each stage's read and write sets, jump
+ * targets included (RqMissionDef.stage_stores). */
+static bool stage_feeds(const RqMissionDef *m, size_t w, size_t from)
 {
+  const RqStoreUse *wu;
   size_t i;
+  size_t k;
 
-  for(i = 0; i < sg->n_actions; i++) {
-    const RqActionDef *a = &m->actions[sg->actions[i]];
-    if(steps_write_memory(m, a->steps, a->n_steps, 0))
-      return true;
+  if(!m->stage_stores)
+    return false;
+  wu = &m->stage_stores[w];
+  for(i = 0; i < wu->n_writes; i++) {
+    const char *t = memory_target(m, wu->writes[i]);
+    if(!t)
+      continue;
+    for(k = from; k < m->n_stages; k++)
+      if(stage_reads(m, k, t))
+        return true;
   }
   return false;
 }
 
 /* The first stage a resumed run executes, or -1 when doc cannot be
  * resumed.  Stages recorded completed or skipped are not re-run, except
- * that the run starts no later than the first completed stage that
- * writes a memory store (memory stores start empty). */
+ * that memory stores start empty (§8.3): when a completed stage before
+ * the start wrote a memory store that a stage from the start on reads,
+ * the run starts at the first such writer instead, and so on until no
+ * stage that runs reads a memory store that only a skipped-over stage
+ * filled. */
 static long resume_point(const RqMissionDef *m, const json_t *doc)
 {
   json_t *stages = json_object_get(doc, "stages");
   size_t start = m->n_stages;
   size_t i;
+  bool moved;
 
   if(!record_unfinished(doc) || !json_is_array(stages) ||
      json_array_size(stages) != m->n_stages)
@@ -1432,15 +1430,20 @@ static long resume_point(const RqMissionDef *m, const json_t *doc)
       break;
     }
   }
-  for(i = 0; i < start; i++) {
-    const char *st = json_string_value(
-      json_object_get(json_array_get(stages, i), "status"));
-    if(st && !strcmp(st, "completed") &&
-       stage_writes_memory(m, &m->stages[i])) {
-      start = i;
-      break;
+  /* Each move adds stages to the run, whose reads may need an earlier
+   * writer: repeat until stable (at most n_stages moves). */
+  do {
+    moved = false;
+    for(i = 0; i < start; i++) {
+      const char *st = json_string_value(
+        json_object_get(json_array_get(stages, i), "status"));
+      if(st && !strcmp(st, "completed") && stage_feeds(m, i, start)) {
+        start = i;
+        moved = true;
+        break;
+      }
     }
-  }
+  } while(moved);
   return (long)start;
 }
 

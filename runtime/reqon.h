@@ -337,6 +337,16 @@ typedef struct {
   RqAt at;
 } RqStageDef;
 
+/* The stores one stage reads and writes (indices into the mission's
+ * stores), directly or through jump targets: the resume rule of SPEC §8.3
+ * uses them for memory stores. */
+typedef struct {
+  const int *reads;
+  size_t n_reads;
+  const int *writes;
+  size_t n_writes;
+} RqStoreUse;
+
 typedef struct {
   RqSchedKind kind;
   double every_ms;
@@ -365,6 +375,8 @@ typedef struct {
   size_t n_lets;
   const RqStageDef *stages;
   size_t n_stages;
+  const RqStoreUse *stage_stores; /* n_stages entries; NULL: no stage
+                                     uses a store */
   RqScheduleDef schedule;
   RqAt at;
 } RqMissionDef;

@@ -3,16 +3,20 @@
  * trigger, the record written at run start and at each stage transition
  * (read back from disk by an expression while the run is going), the
  * stage statuses (completed, skipped, failed, pending), each error once,
- * and no record at all in --dry-run.  Also the rollback of checkpoint
- * candidates that the retry directive uses (§8.1 rule 5).
+ * a run cancelled by the shutdown timeout ("interrupted"), and no record
+ * at all in --dry-run.  Also the rollback of checkpoint candidates that
+ * the retry directive uses (§8.1 rule 5), the data-directory lock and
+ * the choice of the data directory (§8.4).
  *
  * The missions are hand-written tables without HTTP steps.
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 #include "rq_internal.h"
 #include "check.h"
@@ -137,9 +141,22 @@ static const RqStep boom_steps[] = {
     .directive = RQ_DIR_ABORT, .message = fn_boom, .store = -1,
     .partial = -1 },
 };
+static int fn_stop(const RqEnv *e, json_t **out)
+{
+  rqi_stop_requested = 1;
+  *out = json_null();
+  return 0;
+}
+static const RqStep stop_steps[] = {
+  { .kind = RQ_ST_LET, .at = RQ_AT(0, 4, 3), .label = "let", .var = "s",
+    .expr = fn_stop, .store = -1, .partial = -1 },
+  { .kind = RQ_ST_LET, .at = RQ_AT(0, 5, 3), .label = "let", .var = "t",
+    .expr = fn_snap, .store = -1, .partial = -1 },
+};
 static const RqActionDef actions[] = {
   { "Snap", snap_steps, 1, RQ_AT(0, 1, 1) },
   { "Boom", boom_steps, 1, RQ_AT(0, 3, 1) },
+  { "Stop", stop_steps, 2, RQ_AT(0, 4, 1) },
 };
 static const int a_snap[] = { 0 };
 static const int a_boom[] = { 1 };
@@ -152,6 +169,16 @@ static const RqStageDef bad_stages[] = {
   { a_snap, 1, false, NULL, RQ_AT(0, 9, 1) },
   { a_boom, 1, false, NULL, RQ_AT(0, 9, 1) },
   { a_snap, 1, false, NULL, RQ_AT(0, 9, 1) },
+};
+static const int a_stop[] = { 2 };
+static const RqStageDef stop_stages[] = {
+  { a_snap, 1, false, NULL, RQ_AT(0, 9, 1) },
+  { a_stop, 1, false, NULL, RQ_AT(0, 9, 1) },
+  { a_snap, 1, false, NULL, RQ_AT(0, 9, 1) },
+};
+static const RqMissionDef stopping = {
+  .name = "Stopping", .actions = actions, .n_actions = 3,
+  .stages = stop_stages, .n_stages = 3,
 };
 static const RqMissionDef good = {
   .name = "Good", .actions = actions, .n_actions = 2,
@@ -279,6 +306,39 @@ static void test_dry_run(void)
   CHECK(g_n_snap == 1 && g_snap[0] == NULL);
 }
 
+/* §8.2, §10.5: a run cancelled at a step boundary (the shutdown timeout
+ * expired) ends "interrupted", with the error "interrupted" once; the
+ * stage after it never runs. */
+static void test_interrupted(void)
+{
+  RqRunResult res;
+  json_t *rec;
+  json_t *errs;
+  int n;
+  char name[256];
+
+  clear_records();
+  drop_snaps();
+  CHECK(rqi_exec_run(&stopping, files, "schedule", &res) != 0);
+  rqi_stop_requested = 0;
+  rec = only_record(&n, name, sizeof(name));
+  CHECK(n == 1);
+  CHECK(rec != NULL);
+  if(!rec)
+    return;
+  CHECK_STREQ(str(rec, "status"), "interrupted");
+  CHECK_STREQ(stage_status(rec, 0), "completed");
+  CHECK_STREQ(stage_status(rec, 2), "pending");
+  errs = json_object_get(rec, "errors");
+  CHECK(json_array_size(errs) == 1);
+  CHECK_STREQ(str(json_array_get(errs, 0), "message"), "interrupted");
+  CHECK(json_integer_value(json_object_get(json_array_get(errs, 0),
+                                           "stageIndex")) == 1);
+  /* Stage 0's snapshot only: the let after the stop never ran. */
+  CHECK(g_n_snap == 1);
+  json_decref(rec);
+}
+
 static double cand_ms(const RqRun *run, const char *key)
 {
   json_t *c = json_object_get(run->candidates, key);
@@ -314,6 +374,142 @@ static void test_rollback(void)
   rq_free(run);
 }
 
+/* Runs rqi_state_lock(dir) with stderr sent to a file; returns its
+ * result and puts what it logged in out. */
+static int lock_logged(const char *dir, char *out, size_t cap)
+{
+  char path[400];
+  int saved;
+  int fd;
+  int rc;
+  FILE *f;
+  size_t n;
+
+  snprintf(path, sizeof(path), "%s/lock.log", tmpdir);
+  fflush(stderr);
+  saved = dup(2);
+  fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if(saved < 0 || fd < 0 || dup2(fd, 2) < 0) {
+    CHECK(!"cannot redirect stderr");
+    return -1;
+  }
+  close(fd);
+  rc = rqi_state_lock(dir);
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  out[0] = '\0';
+  f = fopen(path, "r");
+  if(f) {
+    n = fread(out, 1, cap - 1, f);
+    out[n] = '\0';
+    fclose(f);
+  }
+  return rc;
+}
+
+/* §8.4: <data>/.lock is an exclusive flock; while another open file
+ * holds it, taking it fails with 4 and names the holder's pid; once it
+ * is released the lock is taken and the file holds our pid. */
+static void test_lock(void)
+{
+  char dir[300];
+  char path[400];
+  char log[1024];
+  char buf[32];
+  int fd;
+  ssize_t n;
+
+  snprintf(dir, sizeof(dir), "%s/locked", tmpdir);
+  CHECK(rq_mkdirs(dir, 0755) == 0);
+  snprintf(path, sizeof(path), "%s/.lock", dir);
+  fd = open(path, O_RDWR | O_CREAT, 0644);
+  CHECK(fd >= 0);
+  if(fd < 0)
+    return;
+  /* Another holder (another open file description of the same file
+   * conflicts like another process would) with pid 4242 written. */
+  CHECK(flock(fd, LOCK_EX | LOCK_NB) == 0);
+  CHECK(pwrite(fd, "4242\n", 5, 0) == 5);
+  CHECK(lock_logged(dir, log, sizeof(log)) == 4);
+  CHECK(strstr(log, "data dir ") != NULL);
+  CHECK(strstr(log, "/locked is in use by pid 4242") != NULL);
+  close(fd);                                  /* released */
+  CHECK(lock_logged(dir, log, sizeof(log)) == 0);
+  CHECK_STREQ(log, "");
+  fd = open(path, O_RDONLY);
+  CHECK(fd >= 0);
+  n = fd >= 0 ? pread(fd, buf, sizeof(buf) - 1, 0) : -1;
+  buf[n > 0 ? n : 0] = '\0';
+  CHECK(strtol(buf, NULL, 10) == (long)getpid());
+  /* Held by us now: a second taker fails too. */
+  CHECK(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0);
+  if(fd >= 0)
+    close(fd);
+  rqi_state_unlock();
+  fd = open(path, O_RDONLY);
+  CHECK(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0);
+  if(fd >= 0)
+    close(fd);
+}
+
+/* Number of execution records of mission Good under <dir>/executions. */
+static int records_in(const char *dir)
+{
+  char path[400];
+  DIR *d;
+  struct dirent *de;
+  int n = 0;
+
+  snprintf(path, sizeof(path), "%s/executions", dir);
+  d = opendir(path);
+  if(!d)
+    return 0;
+  while((de = readdir(d)) != NULL)
+    if(strncmp(de->d_name, "exec_", 5) == 0)
+      n++;
+  closedir(d);
+  return n;
+}
+
+/* §8.4 through the real entry point: the data directory is
+ * ./.reqon-data by default, REQON_DATA_DIR when set, and --data-dir
+ * beats both.  Last test: rq_daemon_main shuts the runtime down. */
+static void test_data_dir(const char *dflt)
+{
+  char cwd[300];
+  char envdir[300];
+  char clidir[300];
+  char here[600];
+  char a0[] = "syncd";
+  char a1[] = "--once";
+  char a2[] = "--log-level";
+  char a3[] = "error";
+  char a4[] = "--data-dir";
+  char *once[] = { a0, a1, a2, a3, NULL };
+  char *flag[] = { a0, a1, a2, a3, a4, clidir, NULL };
+
+  snprintf(cwd, sizeof(cwd), "%s/cwd", tmpdir);
+  snprintf(envdir, sizeof(envdir), "%s/envdir", tmpdir);
+  snprintf(clidir, sizeof(clidir), "%s/clidir", tmpdir);
+  snprintf(here, sizeof(here), "%s/.reqon-data", cwd);
+  CHECK(rq_mkdirs(cwd, 0755) == 0);
+  CHECK(chdir(cwd) == 0);
+  unsetenv("REQON_DATA_DIR");
+  rqi_opts.data_dir = dflt;
+  CHECK(rq_daemon_main(4, once, files, 1, &good, 1) == 0);
+  CHECK(records_in(here) == 1);
+  setenv("REQON_DATA_DIR", envdir, 1);
+  CHECK(rq_daemon_main(4, once, files, 1, &good, 1) == 0);
+  CHECK(records_in(envdir) == 1);
+  CHECK(records_in(here) == 1);
+  CHECK(rq_daemon_main(6, flag, files, 1, &good, 1) == 0);
+  CHECK(records_in(clidir) == 1);
+  CHECK(records_in(envdir) == 1);
+  unsetenv("REQON_DATA_DIR");
+  CHECK(chdir("/") == 0);
+}
+
 static int rm_entry(const char *path, const struct stat *sb, int flag,
                     struct FTW *ftw)
 {
@@ -326,7 +522,10 @@ static int rm_entry(const char *path, const struct stat *sb, int flag,
 int main(void)
 {
   char data[300];
+  /* The built-in default, before the tests point it elsewhere. */
+  const char *dflt = rqi_opts.data_dir;
 
+  CHECK_STREQ(dflt, ".reqon-data");
   snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_exec.XXXXXX");
   if(!mkdtemp(tmpdir)) {
     perror("mkdtemp");
@@ -342,7 +541,10 @@ int main(void)
   test_completed("schedule");
   test_failed();
   test_dry_run();
+  test_interrupted();
   test_rollback();
+  test_lock();
+  test_data_dir(dflt);
 
   drop_snaps();
   rqi_store_shutdown();
