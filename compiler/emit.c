@@ -1837,7 +1837,8 @@ void emit_program(Compilation *c, FILE *out, const EmitOptions *opt)
     STR_LIT(&head, "\n");
   }
   STR_LIT(&head, " */\n#include \"reqon.h\"\n");
-  STR_LIT(&head, "#if RQ_ABI_VERSION != 1\n#error \"reqon.h ABI mismatch: "
+  /* Keep in step with RQ_ABI_VERSION in runtime/reqon.h. */
+  STR_LIT(&head, "#if RQ_ABI_VERSION != 2\n#error \"reqon.h ABI mismatch: "
           "rebuild with the matching reqonc\"\n#endif\n\n");
   STR_LIT(&head, "static const char *const rqm_files[] = {\n");
   for(int i = 0; i < c->n_files; i++) {

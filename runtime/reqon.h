@@ -24,7 +24,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define RQ_ABI_VERSION 1
+#define RQ_ABI_VERSION 2
+/* The daemon entry point's symbol carries the ABI version, so code
+ * generated for one table layout cannot link against a runtime library
+ * built for another ("undefined reference to rq_daemon_main_abi2")
+ * instead of misreading its tables at run time. */
+#define RQ_ABI_SYM2(name, v) name##_abi##v
+#define RQ_ABI_SYM(name, v) RQ_ABI_SYM2(name, v)
+#define rq_daemon_main RQ_ABI_SYM(rq_daemon_main, RQ_ABI_VERSION)
 #define RQ_VERSION "0.1.0"
 
 typedef struct RqRun RqRun;       /* one mission run (opaque) */
