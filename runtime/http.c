@@ -286,6 +286,18 @@ static bool is_redirect(long status)
          status == 307 || status == 308;
 }
 
+/* Does rq carry header `name` (lower case)? */
+static bool has_header(const RqHttpRequest *rq, const char *name)
+{
+  size_t n = strlen(name);
+
+  for(size_t i = 0; i < rq->n_headers; i++)
+    if(strncasecmp(rq->headers[i], name, n) == 0 &&
+       rq->headers[i][n] == ':')
+      return true;
+  return false;
+}
+
 int rqi_http_send(const RqHttpRequest *rq, RqHttpResponse *rs)
 {
   ThreadConn *tc;
@@ -321,6 +333,15 @@ int rqi_http_send(const RqHttpRequest *rq, RqHttpResponse *rs)
   if(!t)
     goto oom;
   sl = t;
+  /* Without a body, no Content-Type (SPEC §6.2): libcurl would add
+   * application/x-www-form-urlencoded to the empty POST body below.  A
+   * Content-Type the step sets itself is kept. */
+  if(!rq->body && !has_header(rq, "content-type")) {
+    t = curl_slist_append(sl, "Content-Type:");
+    if(!t)
+      goto oom;
+    sl = t;
+  }
 
   curl_easy_setopt(h, CURLOPT_URL, rq->url);
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, sl);
