@@ -18,8 +18,8 @@ PYTHON     ?= python3
 
 WARN = -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
        -Wmissing-prototypes -Wwrite-strings -Wno-unused-parameter
-DEPS_CFLAGS := $(shell $(PKG_CONFIG) --cflags libcurl jansson 2>/dev/null)
-DEPS_LIBS   := $(shell $(PKG_CONFIG) --libs libcurl jansson 2>/dev/null)
+DEPS_CFLAGS := $(shell $(PKG_CONFIG) --cflags libcurl jansson libmicrohttpd 2>/dev/null)
+DEPS_LIBS   := $(shell $(PKG_CONFIG) --libs libcurl jansson libmicrohttpd 2>/dev/null)
 MHD_LIBS    := $(shell $(PKG_CONFIG) --libs libmicrohttpd 2>/dev/null)
 
 SAN_FLAGS =
