@@ -10,6 +10,8 @@
  *               paginate.c, auth.c)
  *   rq_limit.h  per-source rate limiter and circuit breaker    (ratelimit.c,
  *               breaker.c; included where used)
+ *   rq_metrics.h  metrics registry, health server (metrics.c, health.c;
+ *               included where used)
  *   rq_store.h  the store registry and its kinds               (store*.c)
  *   rq_state.h  checkpoints and the data-dir lock              (state.c)
  *   rq_daemon.h process-wide options                           (daemon.c)
