@@ -5,7 +5,7 @@
 #   sudo sh .ci/install-deps.sh        (or as root: sh .ci/install-deps.sh)
 set -eu
 PKGS="bison flex make gcc pkg-config libcurl4-openssl-dev libjansson-dev
-libmicrohttpd-dev python3 ca-certificates tzdata"
+libmicrohttpd-dev python3 ca-certificates tzdata systemd"
 
 if [ "$(id -u)" -eq 0 ]; then
   SUDO=""

@@ -46,8 +46,10 @@ check() {
 }
 
 cd "$top" || exit 1
+# examples/deploy/ holds deployment files, not missions (checked below).
 for f in examples/*.reqon examples/*/; do
   [ -e "$f" ] || continue
+  [ "$f" = examples/deploy/ ] && continue
   check "check ${f%/}" "$REQONC" --check -Werror "$f"
 done
 check "check missions/" "$REQONC" --check -Werror missions/
@@ -56,6 +58,7 @@ check "check missions/" "$REQONC" --check -Werror missions/
 n=0
 for f in examples/*.reqon examples/*/; do
   [ -e "$f" ] || continue
+  [ "$f" = examples/deploy/ ] && continue
   n=$((n + 1))
   check "build ${f%/}" "$REQONC" -Werror --cflags "$WERROR_CFLAGS" \
     "$f" -o "$work/example$n"
@@ -68,6 +71,25 @@ if [ -x "$work/syncd" ]; then
     --mission HealthCheck --data-dir "$work/data"
   check "health store written" test -s "$work/data/health.json"
 fi
+
+# Deployment files (examples/deploy/README.md says which are tested): the
+# systemd unit must pass `systemd-analyze verify` without a single
+# warning (it only warns about unknown or misspelt settings), run against
+# the binary just built; every metric an alert rule uses must be one the
+# daemon exports.
+if [ -x "$work/syncd" ]; then
+  sed "s|/usr/local/bin/syncd|$work/syncd|" \
+    examples/deploy/reqon-syncd.service > "$work/reqon-syncd.service"
+  check "deploy: systemd unit verifies cleanly" sh -c \
+    'out=$(systemd-analyze verify "$1" 2>&1) && [ -z "$out" ] ||
+     { echo "$out"; exit 1; }' sh "$work/reqon-syncd.service"
+fi
+check "deploy: alert rules use exported metric names" sh -c \
+  'for m in $(grep -o "reqon_[a-z_]*" examples/deploy/reqon-alerts.yml |
+              sort -u); do
+     grep -q "\"$m\"" runtime/metrics.c ||
+       { echo "not a metric of the daemon: $m"; exit 1; }
+   done'
 
 echo "examples: $passed passed, $failed failed"
 echo "$passed $failed" > "$BUILD/test-results/examples"
