@@ -14,7 +14,8 @@
  * is_secret_param) become ***, as do string values of JSON fields named
  * like token/password/secret, the values of credential headers
  * (Authorization, Cookie, X-Api-Key, ...) to the end of their line, and
- * every value registered with rqi_log_add_secret.
+ * every value registered with rqi_log_add_secret (a bounded registry with
+ * a one-pass scan per line: see "The secret registry" below).
  *
  * A text line escapes CR and LF in the message, so one event is always
  * one line; a JSON line replaces bytes that are not UTF-8 with U+FFFD.
@@ -26,6 +27,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,11 +44,8 @@ int rqi_log_level = RQ_LOG_INFO;
 static int log_json;
 static int log_utc;
 
-/* Guards the secret list and serialises writes. */
+/* Guards the secret registry and serialises writes. */
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
-static char **secrets;
-static size_t n_secrets;
-static size_t cap_secrets;
 
 static const char *const level_upper[] = { "DEBUG", "INFO", "WARN", "ERROR" };
 static const char *const level_lower[] = { "debug", "info", "warn", "error" };
@@ -60,41 +59,6 @@ void rqi_log_configure(int level, int json_format, int utc)
   rqi_log_level = level;
   log_json = json_format;
   log_utc = utc;
-}
-
-void rqi_log_add_secret(const char *value)
-{
-  size_t i;
-
-  if(!value || strlen(value) < MIN_SECRET_LEN)
-    return;
-  pthread_mutex_lock(&log_mu);
-  for(i = 0; i < n_secrets; i++) {
-    if(!strcmp(secrets[i], value)) {
-      pthread_mutex_unlock(&log_mu);
-      return;
-    }
-  }
-  if(n_secrets == cap_secrets) {
-    cap_secrets = cap_secrets ? cap_secrets * 2 : 8;
-    secrets = rq_realloc(secrets, cap_secrets * sizeof(*secrets));
-  }
-  secrets[n_secrets++] = rq_strdup(value);
-  pthread_mutex_unlock(&log_mu);
-}
-
-void rqi_log_shutdown(void)
-{
-  size_t i;
-
-  pthread_mutex_lock(&log_mu);
-  for(i = 0; i < n_secrets; i++)
-    rq_free(secrets[i]);
-  rq_free(secrets);
-  secrets = NULL;
-  n_secrets = 0;
-  cap_secrets = 0;
-  pthread_mutex_unlock(&log_mu);
 }
 
 /* A growable string local to this file (RqBuf would free itself on
@@ -221,6 +185,20 @@ static bool ends_param(char c)
          c == '>' || c == '\\' || c == ';';
 }
 
+/* Does a query value end at p?  At ends_param, and also at a ':' or ','
+ * followed by white space or the end: messages put them right after a
+ * URL ("GET <url>: timed out", "<url>, retrying"), and a URL cannot
+ * hold the white space after them, so they are the message's, not the
+ * value's (masking them would garble the message). */
+static bool ends_value(const char *p)
+{
+  if(ends_param(*p))
+    return true;
+  return (*p == ':' || *p == ',') &&
+         (p[1] == '\0' || p[1] == ' ' || p[1] == '\n' || p[1] == '\r' ||
+          p[1] == '\t');
+}
+
 /* Replaces the value of every query parameter named like a credential
  * (is_secret_param) with ***: "?access_token=abc&x=1" becomes
  * "?access_token=***&x=1".  Any "?name=" or "&name=" in the text counts,
@@ -262,7 +240,7 @@ static char *redact_query(const char *s)
       continue;                 /* p is at the name: copied normally */
     str_add(&out, n, (size_t)(e + 1 - n));
     str_add(&out, "***", 3);
-    for(p = e + 1; !ends_param(*p); p++)
+    for(p = e + 1; !ends_value(p); p++)
       ;
   }
   return out.p;
@@ -408,33 +386,238 @@ static char *redact_fields(const char *s)
   return out.p;
 }
 
-/* Replaces every occurrence of each registered secret with ***.  Called
- * with log_mu held. Returns malloc'd text. */
-static char *replace_secrets(const char *s)
+/* The secret registry.
+ *
+ * Every value registered here becomes *** in every log line and in
+ * rqi_log_redact's result.  Two tiers keep it bounded:
+ *
+ * - PERMANENT (rqi_log_add_secret): credentials from configuration
+ *   (--auth, REQON_* variables, token files read at start).  Their number
+ *   is fixed by the configuration, and they stay valid for months, so
+ *   they are never evicted -- up to PERMANENT_MAX values; past that (a
+ *   configuration with hundreds of secrets, or a caller registering
+ *   run-time tokens here) new values are treated as rotating.
+ * - ROTATING (rqi_log_add_rotating_secret): tokens obtained at run time
+ *   (OAuth2 refreshes: an access token and a refresh token, sometimes in
+ *   two spellings, every hour or so: about 17 000 values a year).  Only
+ *   the ROTATING_MAX most recently registered are kept; registering a
+ *   value again makes it the newest.  A token that fell off the list was
+ *   followed by at least ROTATING_MAX / 4 refreshes (at most 4 values
+ *   each: 2 tokens, 2 spellings; so 64 refreshes, nearly 3 days with
+ *   hourly ones), so it has long expired or been rotated out; an expired
+ *   token shown once is far less dangerous than a daemon whose memory
+ *   and per-line cost grow without bound.
+ *
+ * Both tiers together hold at most PERMANENT_MAX + ROTATING_MAX values,
+ * each registered once (duplicates are found in the index).
+ *
+ * Cost per line: every value is at least MIN_SECRET_LEN bytes, so the
+ * index maps the first 4 bytes of each value to the values starting with
+ * them.  A line is scanned once, looking up the 4 bytes at each position
+ * (a hash probe, almost always an empty bucket), instead of searching the
+ * line once per secret.  Every byte covered by an occurrence of any
+ * secret is replaced: overlapping or adjacent occurrences become one ***,
+ * so no part of either survives. */
+#define PERMANENT_MAX 256
+#define ROTATING_MAX 256
+#define SECRETS_MAX (PERMANENT_MAX + ROTATING_MAX)
+#define INDEX_BITS 10                    /* 1024 buckets for <= 512 */
+#define INDEX_SIZE (1u << INDEX_BITS)
+
+typedef struct {
+  char *value;
+  size_t len;
+  uint32_t prefix;        /* the first 4 bytes, for the index */
+  bool permanent;
+  unsigned long long seq; /* registration order (rotating: recency) */
+  int next;               /* next value in the same bucket, or -1 */
+} Secret;
+
+/* All guarded by log_mu. */
+static Secret secrets[SECRETS_MAX];
+static size_t n_secrets;
+static size_t n_permanent;
+static unsigned long long secret_seq;
+static int index_head[INDEX_SIZE];      /* bucket -> first value or -1 */
+static bool index_ready;
+
+static uint32_t prefix_of(const char *p)
 {
-  char *cur = rq_strdup(s);
+  return (uint32_t)(unsigned char)p[0] |
+         (uint32_t)(unsigned char)p[1] << 8 |
+         (uint32_t)(unsigned char)p[2] << 16 |
+         (uint32_t)(unsigned char)p[3] << 24;
+}
+
+static unsigned bucket_of(uint32_t prefix)
+{
+  return (unsigned)((prefix * 2654435761u) >> (32 - INDEX_BITS));
+}
+
+/* Rebuilds the index after the list changed (rare: a registration). */
+static void index_rebuild(void)
+{
   size_t i;
 
+  for(i = 0; i < INDEX_SIZE; i++)
+    index_head[i] = -1;
   for(i = 0; i < n_secrets; i++) {
-    const char *sec = secrets[i];
-    size_t sl = strlen(sec);
-    const char *p = cur;
-    const char *hit;
-    Str out = { NULL, 0, 0 };
-
-    if(!strstr(cur, sec))
-      continue;
-    str_add(&out, "", 0);
-    while((hit = strstr(p, sec)) != NULL) {
-      str_add(&out, p, (size_t)(hit - p));
-      str_add(&out, "***", 3);
-      p = hit + sl;
-    }
-    str_add(&out, p, strlen(p));
-    rq_free(cur);
-    cur = out.p;
+    unsigned b = bucket_of(secrets[i].prefix);
+    secrets[i].next = index_head[b];
+    index_head[b] = (int)i;
   }
-  return cur;
+  index_ready = true;
+}
+
+/* The index of value (len bytes) in the list, or -1. */
+static int secret_find(const char *value, size_t len)
+{
+  int i;
+
+  if(!index_ready)
+    return -1;
+  for(i = index_head[bucket_of(prefix_of(value))]; i >= 0;
+      i = secrets[i].next) {
+    if(secrets[i].len == len && !memcmp(secrets[i].value, value, len))
+      return i;
+  }
+  return -1;
+}
+
+/* Removes the least recently registered rotating value. */
+static void evict_oldest_rotating(void)
+{
+  size_t i;
+  size_t old = SECRETS_MAX;
+
+  for(i = 0; i < n_secrets; i++) {
+    if(!secrets[i].permanent &&
+       (old == SECRETS_MAX || secrets[i].seq < secrets[old].seq))
+      old = i;
+  }
+  if(old == SECRETS_MAX)
+    return;
+  rq_free(secrets[old].value);
+  secrets[old] = secrets[--n_secrets];
+}
+
+static void add_secret(const char *value, bool permanent)
+{
+  size_t len;
+  int at;
+
+  if(!value || (len = strlen(value)) < MIN_SECRET_LEN)
+    return;
+  pthread_mutex_lock(&log_mu);
+  at = secret_find(value, len);
+  if(at >= 0) {
+    /* Known: it becomes the newest, and a permanent registration of a
+     * rotating value pins it while there is room. */
+    secrets[at].seq = ++secret_seq;
+    if(permanent && !secrets[at].permanent && n_permanent < PERMANENT_MAX) {
+      secrets[at].permanent = true;
+      n_permanent++;
+    }
+    pthread_mutex_unlock(&log_mu);
+    return;
+  }
+  if(permanent && n_permanent >= PERMANENT_MAX)
+    permanent = false;
+  if(!permanent && n_secrets - n_permanent >= ROTATING_MAX)
+    evict_oldest_rotating();
+  secrets[n_secrets].value = rq_strdup(value);
+  secrets[n_secrets].len = len;
+  secrets[n_secrets].prefix = prefix_of(value);
+  secrets[n_secrets].permanent = permanent;
+  secrets[n_secrets].seq = ++secret_seq;
+  n_secrets++;
+  if(permanent)
+    n_permanent++;
+  index_rebuild();
+  pthread_mutex_unlock(&log_mu);
+}
+
+void rqi_log_add_secret(const char *value)
+{
+  add_secret(value, true);
+}
+
+void rqi_log_add_rotating_secret(const char *value)
+{
+  add_secret(value, false);
+}
+
+size_t rqi_log_secret_count(void)
+{
+  size_t n;
+
+  pthread_mutex_lock(&log_mu);
+  n = n_secrets;
+  pthread_mutex_unlock(&log_mu);
+  return n;
+}
+
+void rqi_log_shutdown(void)
+{
+  size_t i;
+
+  pthread_mutex_lock(&log_mu);
+  for(i = 0; i < n_secrets; i++)
+    rq_free(secrets[i].value);
+  n_secrets = 0;
+  n_permanent = 0;
+  index_ready = false;
+  pthread_mutex_unlock(&log_mu);
+}
+
+/* Replaces every byte covered by an occurrence of a registered secret
+ * with ***, one *** per run of covered bytes (see the registry comment).
+ * Called with log_mu held. Returns malloc'd text. */
+static char *replace_secrets(const char *s)
+{
+  Str out = { NULL, 0, 0 };
+  size_t n = strlen(s);
+  size_t i;
+  size_t copied = 0;      /* s[0 .. copied) is in out */
+  size_t run_start = 0;
+  size_t run_end = 0;     /* the covered run [run_start, run_end) */
+  bool in_run = false;
+
+  str_add(&out, "", 0);
+  if(n_secrets == 0 || n < MIN_SECRET_LEN) {
+    str_add(&out, s, n);
+    return out.p;
+  }
+  for(i = 0; i + MIN_SECRET_LEN <= n; i++) {
+    int k;
+
+    if(in_run && i > run_end) {
+      str_add(&out, s + copied, run_start - copied);
+      str_add(&out, "***", 3);
+      copied = run_end;
+      in_run = false;
+    }
+    for(k = index_head[bucket_of(prefix_of(s + i))]; k >= 0;
+        k = secrets[k].next) {
+      const Secret *sec = &secrets[k];
+      if(sec->len > n - i || memcmp(s + i, sec->value, sec->len) != 0)
+        continue;
+      if(!in_run) {
+        in_run = true;
+        run_start = i;
+        run_end = i + sec->len;
+      } else if(i + sec->len > run_end) {
+        run_end = i + sec->len;
+      }
+    }
+  }
+  if(in_run) {
+    str_add(&out, s + copied, run_start - copied);
+    str_add(&out, "***", 3);
+    copied = run_end;
+  }
+  str_add(&out, s + copied, n - copied);
+  return out.p;
 }
 
 char *rqi_log_redact(const char *s)

@@ -4,6 +4,8 @@
 #ifndef RQ_LOG_H
 #define RQ_LOG_H
 
+#include <stddef.h>
+
 typedef enum { RQ_LOG_DEBUG, RQ_LOG_INFO, RQ_LOG_WARN, RQ_LOG_ERROR }
   RqLogLevel;
 
@@ -24,9 +26,17 @@ void rqi_log_write(int level, const RqLogCtx *ctx, const char *fmt, ...)
     if ((level) >= rqi_log_level)                                         \
       rqi_log_write((level), (ctx), __VA_ARGS__);                         \
   } while (0)
-/* Registers a secret value (token, password, key) that must never be
- * printed; copies it. Values shorter than 4 bytes are ignored. */
+/* Registers a secret value that must never be printed; copies it.
+ * Values shorter than 4 bytes are ignored; a value registered again is
+ * kept once.  rqi_log_add_secret is for credentials from configuration
+ * (kept for the daemon's lifetime, up to 256 of them);
+ * rqi_log_add_rotating_secret for tokens obtained at run time (OAuth2
+ * refreshes): only the 256 most recently registered are kept, so a
+ * daemon refreshing every hour for years stays bounded. */
 void rqi_log_add_secret(const char *value);
+void rqi_log_add_rotating_secret(const char *value);
+/* How many values the registry holds (for tests). */
+size_t rqi_log_secret_count(void);
 /* Returns a malloc'd copy of s with every registered secret replaced by
  * ***, URL userinfo dropped ("https://u:p@h/x" gives "https://h/x"), and
  * *** for the values of credential-named query parameters ("?api_key=",
@@ -36,6 +46,6 @@ void rqi_log_add_secret(const char *value);
  * of the line).  rqi_log_write applies the same to every line.  Use it
  * for every URL or server text that goes into an error message. */
 char *rqi_log_redact(const char *s);
-void rqi_log_shutdown(void);         /* frees the secret list */
+void rqi_log_shutdown(void);   /* empties the secret registry */
 
 #endif

@@ -4,11 +4,12 @@
 # and tests/conformance/ through tests/e2e/harness.py --secrets: each run
 # line gets --verbose, and a case fails when one of its credential values
 # (its --auth files' strings, its TOKEN/SECRET/PASSWORD/KEY env values,
-# the access/refresh tokens its server hands out) appears in the runs'
-# stdout or stderr, in --output, or in any file of the data directory
-# except tokens/.  The cases' own expectations are not checked here (the
-# e2e and conformance suites do that): only the compile must succeed and
-# the runs must finish.
+# the access/refresh tokens its server hands out, the passwords of URL
+# userinfo in its sources) appears in the runs' stdout or stderr, in
+# --output, or in any file of the data directory except tokens/.  The
+# cases' own expectations are not checked here (the e2e and conformance
+# suites do that): only the compile must succeed and the runs must
+# finish.
 #
 #   sh tests/run-secrets.sh              every case
 #   sh tests/run-secrets.sh auth-basic   only the named case(s), looked up

@@ -30,11 +30,23 @@ optional args / env / files/, and expect/.  Our own cases may also use
   expect/modes           lines "<relpath> <octal mode>": the data dir file
                          must exist with exactly that permission mode
                          ("tokens/API.json 600")
+  expect/exec-latest/<Mission>.json
+                         the newest execution record of that mission
+                         (data dir executions/*.json whose "mission" is
+                         <Mission>; newest by startedAt, then id),
+                         compared as a JSON value after ignore-fields, so
+                         a fresh run's record (random id, times) can be
+                         checked; @BASE@ in it is the server's URL, and
+                         {"regex": R} matches a string R matches (an
+                         error message with a transport error's text);
+                         no such record fails the case
   args: a line may start with "@term=MS": the run is sent SIGTERM after
         MS milliseconds (daemon mode), then must exit by itself; or with
         "@kill=MS": its process group gets SIGKILL after MS milliseconds
         (a crash; the run must still be going then, and its entry in
-        expect/exit is not used).
+        expect/exit is not used).  "@no-data-dir" (before or after those)
+        runs without "--data-dir ./.reqon-data", so the default data
+        directory is used (it is the same ./.reqon-data of the run dir).
 
 usage: harness.py --build DIR --suite NAME [--keep] [--secrets] CASE_DIR...
 
@@ -87,6 +99,40 @@ def strip_fields(v, ignore):
         return {k: strip_fields(x, ignore) for k, x in v.items()
                 if k not in ignore}
     return v
+
+
+def json_match(want, got, where):
+    """None when got matches want, else why not.  Like canon() equality
+    (10 and 10.0 differ), except that {"regex": R} in want matches a
+    string that R matches (re.search)."""
+    if isinstance(want, dict) and list(want) == ["regex"] and \
+            isinstance(got, str):
+        if re.search(want["regex"], got):
+            return None
+        return "%s: %r does not match /%s/" % (where or "/", got,
+                                              want["regex"])
+    if isinstance(want, dict) and isinstance(got, dict):
+        if set(want) != set(got):
+            return "%s: fields %s, want %s" % (where or "/", sorted(got),
+                                               sorted(want))
+        for k in want:
+            why = json_match(want[k], got[k], "%s/%s" % (where, k))
+            if why:
+                return why
+        return None
+    if isinstance(want, list) and isinstance(got, list):
+        if len(want) != len(got):
+            return "%s: %d elements, want %d" % (where or "/", len(got),
+                                                 len(want))
+        for i, (w, g) in enumerate(zip(want, got)):
+            why = json_match(w, g, "%s/%d" % (where, i))
+            if why:
+                return why
+        return None
+    if canon(want) != canon(got):
+        return "%s: %s, want %s" % (where or "/", canon(got)[:200],
+                                    canon(want)[:200])
+    return None
 
 
 def read_text(path):
@@ -316,6 +362,8 @@ CRED_CONFIG = {"type", "scheme", "authScheme", "header", "headerName",
 # TOKEN or KEY without holding one.
 ENV_CONFIG = ("_ENDPOINT", "_URL", "_TYPE", "_HEADER_NAME", "_ID",
               "_USERNAME")
+# "://user:password@" in a URL: group 1 is the password.
+USERINFO = re.compile(r"://[^/@:\s\"']*:([^/@\s\"']+)@")
 PLACEHOLDER = re.compile(r"^\$\{?[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}?$")
 
 
@@ -527,7 +575,8 @@ class Case:
         --auth files (files/..., except CRED_CONFIG fields), its env
         values whose names contain TOKEN, SECRET, PASSWORD, PASSWD or KEY
         (except ENV_CONFIG names),
-        and the access/refresh tokens its server returns; after @BASE@ and
+        the access/refresh tokens its server returns, and the passwords
+        of URL userinfo in its sources and env; after @BASE@ and
         $VAR expansion, at least SECRET_MIN long.  A basic credential
         also gives base64("user:password"), the header value."""
         vals = set()
@@ -575,8 +624,31 @@ class Case:
                     vals.add(base64.b64encode(pair.encode()).decode())
         vals.update(response_tokens(os.path.join(self.path,
                                                  "exchanges.json")))
+        vals.update(self.userinfo_passwords(env))
         return sorted(v for v in vals if len(v) >= SECRET_MIN and
                       not PLACEHOLDER.match(v))
+
+    def userinfo_passwords(self, env):
+        """Passwords of URL userinfo ("scheme://user:PASSWORD@") written
+        in the case's sources, env lines and files/: logs must drop the
+        userinfo of every URL (issue 3), so these count as credentials."""
+        texts = list(env.values())
+        for root in (self.path,):
+            for dirpath, dirs, names in os.walk(root):
+                if dirpath == root and "expect" in dirs:
+                    dirs.remove("expect")
+                for fn in names:
+                    if fn == "exchanges.json":
+                        continue
+                    try:
+                        texts.append(read_text(os.path.join(dirpath, fn)))
+                    except (OSError, ValueError):
+                        continue
+        found = set()
+        for t in texts:
+            for m in USERINFO.finditer(t):
+                found.add(m.group(1))
+        return found
 
     def find_leaks(self, run_no, secrets, texts):
         """texts: (where, text) pairs of the run; adds the data dir (less
@@ -626,6 +698,7 @@ class Case:
         if self.expfile("exit"):
             exits = [int(x) for x in read_text(self.expfile("exit")).split()]
         env = self.env_for(base)
+        self.base = base
         self.out_dir = os.path.join(self.work, "out")
         self.run_dir = run_dir
         secrets = self.secret_values(runs, env) if self.secrets_mode \
@@ -634,14 +707,19 @@ class Case:
             shutil.rmtree(self.out_dir, ignore_errors=True)
             term = None
             kill = False
-            if args and args[0].startswith(("@term=", "@kill=")):
-                term = int(args[0][len("@term="):]) / 1000.0
-                kill = args[0].startswith("@kill=")
+            data_dir = ["--data-dir", "./.reqon-data"]
+            while args and args[0].startswith("@"):
+                if args[0].startswith(("@term=", "@kill=")):
+                    term = int(args[0][len("@term="):]) / 1000.0
+                    kill = args[0].startswith("@kill=")
+                elif args[0] == "@no-data-dir":
+                    data_dir = []   # the default, ./.reqon-data
+                else:
+                    self.fail("args: unknown marker %s" % args[0])
                 args = args[1:]
             if self.secrets_mode:
                 args = args + ["--verbose"]
-            cmd = [exe] + args + ["--data-dir", "./.reqon-data",
-                                  "--output", self.out_dir]
+            cmd = [exe] + args + data_dir + ["--output", self.out_dir]
             rc, out, err = run_bounded(cmd, RUN_TIMEOUT, term_after=term,
                                        kill=kill, cwd=run_dir, env=env,
                                        stdin=subprocess.DEVNULL)
@@ -730,6 +808,54 @@ class Case:
                                  got.decode("utf-8", "replace")[:600],
                                  want.decode("utf-8", "replace")[:600]))
 
+    def latest_records(self, data):
+        """{mission: newest execution record} of the data dir: newest by
+        startedAt (ISO-8601 UTC text sorts by time), then by id.  A file
+        that is not a JSON object fails the case."""
+        newest = {}
+        for p in sorted(glob.glob(os.path.join(data, "executions",
+                                               "*.json"))):
+            try:
+                with open(p, encoding="utf-8") as f:
+                    rec = json.load(f)
+            except ValueError as e:
+                self.fail("execution record %s is not JSON: %s" %
+                          (os.path.basename(p), e))
+                continue
+            if not isinstance(rec, dict):
+                self.fail("execution record %s is not an object" %
+                          os.path.basename(p))
+                continue
+            m = rec.get("mission")
+            key = (str(rec.get("startedAt", "")), str(rec.get("id", "")))
+            if m not in newest or key > newest[m][0]:
+                newest[m] = (key, rec)
+        return {m: r for m, (_, r) in newest.items()}
+
+    def check_exec_latest(self, data):
+        exp_dir = os.path.join(self.exp, "exec-latest")
+        if not os.path.isdir(exp_dir):
+            return
+        latest = self.latest_records(data)
+        ignore = self.ignore()
+        for fn in sorted(os.listdir(exp_dir)):
+            if not fn.endswith(".json"):
+                continue
+            mission = fn[:-len(".json")]
+            text = read_text(os.path.join(exp_dir, fn))
+            want = json.loads(text.replace("@BASE@", self.base))
+            if mission not in latest:
+                self.fail("exec-latest: no execution record of %s" %
+                          mission)
+                continue
+            got = strip_fields(latest[mission], ignore)
+            want = strip_fields(want, ignore)
+            why = json_match(want, got, "")
+            if why:
+                self.fail("exec-latest %s: %s\n  got  %s\n  want %s" %
+                          (mission, why, canon(got)[:1200],
+                           canon(want)[:1200]))
+
     def check_outputs(self):
         if not hasattr(self, "run_dir"):
             return
@@ -740,6 +866,7 @@ class Case:
         files_exp = os.path.join(self.exp, "files")
         if os.path.isdir(files_exp):
             self.compare_tree(files_exp, data, "data file")
+        self.check_exec_latest(data)
         for sub, root in (("files-bytes", data),
                           ("output-bytes", self.out_dir)):
             self.compare_bytes(os.path.join(self.exp, sub), root, sub)

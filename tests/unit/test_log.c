@@ -1,8 +1,9 @@
 /* test_log.c -- unit tests of runtime/log.c: secret redaction (registered
  * values, URL userinfo, credential query parameters, credential fields,
- * credential headers to the end of their line), the
- * text and JSON line formats, level filtering, and whole lines under
- * concurrent writers.  stderr is redirected to a temporary file. */
+ * credential headers to the end of their line), the text and JSON line
+ * formats, level filtering, whole lines under concurrent writers, and
+ * the bounded secret registry.  stderr is redirected to a temporary
+ * file. */
 #include "reqon.h"
 #include "rq_util.h"
 #include "rq_log.h"
@@ -105,6 +106,11 @@ static void test_redact_urls(void)
   CHECK_STRFREE(rqi_log_redact("GET http://h/p?token=a b c"),
                 "GET http://h/p?token=*** b c");
   CHECK_STRFREE(rqi_log_redact("?=x&token=&key"), "?=x&token=***&key");
+  /* the message's ": " or ", " after a URL is not part of the value */
+  CHECK_STRFREE(rqi_log_redact("GET http://h/p?sig=a:b: timed out"),
+                "GET http://h/p?sig=***: timed out");
+  CHECK_STRFREE(rqi_log_redact("/p?token=a,b, retrying; /q?key=z:"),
+                "/p?token=***, retrying; /q?key=***:");
 }
 
 /* Credential headers: the whole value to the end of the line (a Digest
@@ -312,6 +318,72 @@ static void test_awkward_messages(void)
   rq_free(out);
 }
 
+/* The secret registry stays bounded: a value registered again is kept
+ * once; rotating values (OAuth2 refreshes) keep only the newest 256,
+ * the newest always redacted and re-registration making a value the
+ * newest; configured (permanent) values survive any number of
+ * refreshes; a full permanent tier spills into the rotating one.  And
+ * the one-pass scan: a secret that is a prefix of another, overlapping
+ * and adjacent occurrences leave no byte of either. */
+static void test_secret_registry(void)
+{
+  char v[64];
+  int i;
+
+  rqi_log_shutdown();
+  CHECK(rqi_log_secret_count() == 0);
+  for(i = 0; i < 1000; i++)
+    rqi_log_add_secret("same-secret-1");
+  for(i = 0; i < 1000; i++)
+    rqi_log_add_rotating_secret("same-secret-1");
+  CHECK(rqi_log_secret_count() == 1);
+
+  rqi_log_add_secret("client-secret-permanent");
+  for(i = 0; i < 10000; i++) {
+    snprintf(v, sizeof(v), "access-%05d", i);
+    rqi_log_add_rotating_secret(v);
+  }
+  CHECK(rqi_log_secret_count() == 2 + 256);
+  CHECK_STRFREE(rqi_log_redact("t=access-09999 c=client-secret-permanent "
+                               "s=same-secret-1"), "t=*** c=*** s=***");
+  CHECK_STRFREE(rqi_log_redact("t=access-09744"), "t=***");
+  /* the 257th newest fell off: the documented price of the bound */
+  CHECK_STRFREE(rqi_log_redact("t=access-09743"), "t=access-09743");
+  CHECK_STRFREE(rqi_log_redact("t=access-00100"), "t=access-00100");
+  rqi_log_add_rotating_secret("access-09744");   /* bumped: survives */
+  rqi_log_add_rotating_secret("access-new-1");
+  CHECK_STRFREE(rqi_log_redact("access-09744 access-new-1 access-09745"),
+                "*** *** access-09745");
+
+  /* 300 permanent values: 256 pinned, the rest rotate out */
+  rqi_log_shutdown();
+  for(i = 0; i < 300; i++) {
+    snprintf(v, sizeof(v), "cfg-%03d", i);
+    rqi_log_add_secret(v);
+  }
+  CHECK(rqi_log_secret_count() == 300);
+  for(i = 0; i < 300; i++) {
+    snprintf(v, sizeof(v), "tok-%03d", i);
+    rqi_log_add_rotating_secret(v);
+  }
+  CHECK(rqi_log_secret_count() == 512);
+  CHECK_STRFREE(rqi_log_redact("cfg-000 cfg-255 cfg-256 tok-299 tok-044 "
+                               "tok-043"),
+                "*** *** cfg-256 *** *** tok-043");
+
+  /* prefixes, overlaps, adjacency, and a value at the very end */
+  rqi_log_shutdown();
+  rqi_log_add_secret("abcd");
+  rqi_log_add_secret("abcdefgh");
+  rqi_log_add_secret("fghijk");
+  CHECK_STRFREE(rqi_log_redact("x abcdefghijk y"), "x *** y");
+  CHECK_STRFREE(rqi_log_redact("abcdabcd-abcde"), "***-***e");
+  CHECK_STRFREE(rqi_log_redact("abc abcdefg"), "abc ***efg");
+  CHECK_STRFREE(rqi_log_redact("fghijkfghij"), "***fghij");
+  rqi_log_shutdown();
+  CHECK_STRFREE(rqi_log_redact("abcd"), "abcd");
+}
+
 int main(void)
 {
   rqi_util_init();
@@ -323,6 +395,7 @@ int main(void)
   test_json_format();
   test_concurrent();
   test_awkward_messages();
+  test_secret_registry();
   rqi_log_shutdown();
   return check_report();
 }
