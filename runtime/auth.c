@@ -187,16 +187,26 @@ static const char *const secret_fields[] = {
 
 /* Registers s with the logger, and its percent-encoded form too when that
  * differs: an api_key sent as a query parameter reaches messages (the URL
- * of a transport error) only in encoded form. */
-static void add_secret(const char *s)
+ * of a transport error) only in encoded form.  Tokens obtained at run time
+ * (OAuth2 replies) are `rotating`: the logger keeps only the newest of
+ * those, so hourly refreshes over months cannot grow its list or push out
+ * the configured credentials. */
+static void add_secret_as(const char *s, bool rotating)
 {
+  void (*add)(const char *) = rotating ? rqi_log_add_rotating_secret
+                                       : rqi_log_add_secret;
   RqBuf b = RQ_BUF_INIT(0);
 
-  rqi_log_add_secret(s);
+  add(s);
   if(rqi_http_pct_encode(&b, s, strlen(s)) == 0 && b.data &&
      strcmp(b.data, s) != 0)
-    rqi_log_add_secret(b.data);
+    add(b.data);
   rq_buf_free(&b);
+}
+
+static void add_secret(const char *s)
+{
+  add_secret_as(s, false);
 }
 
 static void register_secrets(const json_t *cred)
@@ -813,7 +823,7 @@ static void register_reply_secrets(const json_t *reply)
   for(i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
     s = json_string_value(json_object_get(reply, names[i]));
     if(s && s[0])
-      add_secret(s);
+      add_secret_as(s, true);
   }
 }
 
