@@ -34,9 +34,19 @@ typedef struct {
   size_t len, cap;
 } Str;
 
+/* Where a step list goes on when it ends without leaving its scope: a
+ * match arm or a validate or-block is not a scope (§4.1), so after it the
+ * rest of the enclosing list still sees its `response`. */
+typedef struct Cont {
+  const Node *rest;        /* the steps after the match / validate */
+  const struct Cont *up;   /* the enclosing list's own continuation */
+} Cont;
+
 typedef struct {
   Compilation *c;
   const EmitOptions *opt;
+  const Cont *cont;   /* of the step list being generated; NULL: it ends
+                         its scope (an action or a for body) */
   Str funcs;          /* generated expression functions */
   Str tables;         /* generated tables */
   const char *prefix; /* "rqm_<Mission>_" */
@@ -1065,6 +1075,210 @@ static const char *since_name(SinceKind k)
   }
 }
 
+/* ------------------------------------------------- streaming (§6.5)
+ * A paginated HTTP step streams its pages into the store step after it
+ * (RqStep.stream_store) when its result is used ONLY by that step, i.e.
+ * nothing that runs later could tell the concatenated item array from
+ * the null a streaming step leaves in `response`:
+ *
+ *   1. the next step in the same list is `store response -> S` (the
+ *      keyword response itself, not a part of it), and its key
+ *      expression uses neither `response` (keys are computed page by
+ *      page, before the array exists) nor status()/header() (the last
+ *      page is not known yet): key_sees_step;
+ *   2. no later step reads `response` before an HTTP step replaces it
+ *      (an HTTP step either sets response or fails the action): the rest
+ *      of the list, and, when the list is a match arm or a validate
+ *      or-block, the rest of each enclosing list (Cont), up to the end of
+ *      the for body or action, since each iteration and each action
+ *      attempt starts from a new scope and `jump` runs its action in a
+ *      fresh one.  A retry re-runs from an HTTP step, which replaces
+ *      response before anything reads it.
+ *
+ * A step "reads response" when an expression in it or in any step nested
+ * in it may read it (reads_step): the keyword `response`; a bare name
+ * that resolves to a field (it falls back to a field of response, §5.2);
+ * `.field` wherever the subject may be response (all step operands; not
+ * a store key, a for filter, an assumption, an arm guard, map or
+ * transform fields, whose subject is something else); a path
+ * placeholder that is not a store; `queue` (it stores the subject) and
+ * `wait`.  Nested step lists are judged as a whole, conservatively.
+ *
+ * status() and header() used after the store step do not prevent
+ * streaming: the streaming step sets them from the last page exactly as
+ * the non-streaming one does.  Everything else (a following match, a
+ * later reader of response, an unpaginated step) keeps the concatenated
+ * array. */
+
+static bool reads_expr(const Emit *e, const Node *n, bool subj);
+static bool reads_list(const Emit *e, const Node *list);
+
+/* Could key expression n (and its siblings) tell a streaming step from
+ * a non-streaming one?  It could through `response`, status() and
+ * header().  A bare name's fallback to a field of response cannot: the
+ * runtime evaluates streamed keys with response null, which has no
+ * fields, like the concatenated array. */
+static bool key_sees_step(const Node *n)
+{
+  for(; n; n = n->next) {
+    if(n->kind == ND_RESPONSE)
+      return true;
+    if(n->kind == ND_CALL && n->name && (strcmp(n->name, "status") == 0 ||
+                                         strcmp(n->name, "header") == 0))
+      return true;
+    if(key_sees_step(n->a) || key_sees_step(n->b) ||
+       key_sees_step(n->cond) || key_sees_step(n->body) ||
+       key_sees_step(n->els) || key_sees_step(n->opts))
+      return true;
+  }
+  return false;
+}
+
+/* May expression n (and its siblings) read response?  subj: the subject
+ * of n's context may be response. */
+static bool reads_expr(const Emit *e, const Node *n, bool subj)
+{
+  for(; n; n = n->next) {
+    switch(n->kind) {
+    case ND_RESPONSE:
+      return true;
+    case ND_FIELDREF:
+      if(subj)
+        return true;
+      break;
+    case ND_NAME:
+      if(n->ref == REF_FIELD)
+        return true;
+      break;
+    case ND_ANYOF:
+      if(reads_expr(e, n->a, subj) || reads_expr(e, n->cond, false))
+        return true;
+      continue;
+    case ND_MATCHEXPR:
+      if(reads_expr(e, n->a, subj))
+        return true;
+      for(const Node *arm = n->body; arm; arm = arm->next) {
+        if(reads_expr(e, arm->a, subj) || reads_expr(e, arm->cond, false) ||
+           reads_expr(e, arm->b, subj))
+          return true;
+      }
+      continue;
+    default:
+      break;
+    }
+    if(reads_expr(e, n->a, subj) || reads_expr(e, n->b, subj) ||
+       reads_expr(e, n->cond, subj) || reads_expr(e, n->body, subj) ||
+       reads_expr(e, n->els, subj) || reads_expr(e, n->opts, subj))
+      return true;
+  }
+  return false;
+}
+
+/* Does a string-literal path have a placeholder that is not a store
+ * (a variable, else a subject or response field at run time)? */
+static bool path_reads(const Emit *e, const Node *path)
+{
+  const char *p = path->str;
+  for(size_t i = 0; p && i < path->len; i++) {
+    if(p[i] != '{')
+      continue;
+    size_t j = i + 1;
+    while(j < path->len && p[j] != '}')
+      j++;
+    if(j >= path->len || !is_name_path(p + i + 1, j - i - 1))
+      continue;
+    if(!placeholder_store(e->m, p + i + 1, j - i - 1))
+      return true;
+    i = j;
+  }
+  return false;
+}
+
+/* May step st (alone, with everything nested in it) read response? */
+static bool reads_step(const Emit *e, const Node *st)
+{
+  switch(st->kind) {
+  case ND_HTTP: {
+    const FetchOpts *fo = st->fetch;
+    if(!fo)
+      return true;
+    if(st->a && st->a->kind == ND_STR ? path_reads(e, st->a)
+                                      : reads_expr(e, st->a, true))
+      return true;
+    /* `until` sees the page as subject and response: not ours. */
+    return reads_expr(e, fo->body, true) || reads_expr(e, fo->query, true) ||
+           reads_expr(e, fo->headers, true) ||
+           reads_expr(e, fo->since_expr, true);
+  }
+  case ND_FOR:
+    return reads_expr(e, st->a, true) || reads_expr(e, st->cond, false) ||
+           reads_list(e, st->body);
+  case ND_MAP:
+    return reads_expr(e, st->a, true) || reads_expr(e, st->opts, false);
+  case ND_APPLY:
+    return reads_expr(e, st->a, true) ||
+           (st->decl && reads_expr(e, st->decl->body, false));
+  case ND_VALIDATE:
+    return reads_expr(e, st->a, true) || reads_expr(e, st->body, false) ||
+           reads_list(e, st->els);
+  case ND_STORESTEP:
+    return reads_expr(e, st->a, true) ||
+           (st->store && reads_expr(e, st->store->key, false));
+  case ND_MATCH:
+    if(reads_expr(e, st->a, true))
+      return true;
+    for(const Node *arm = st->body; arm; arm = arm->next) {
+      if(reads_expr(e, arm->cond, false) || reads_list(e, arm->body))
+        return true;
+    }
+    return false;
+  case ND_LET:
+    return reads_expr(e, st->a, true);
+  case ND_DIRECTIVE:
+    if(st->word && strcmp(st->word, "queue") == 0)
+      return true;
+    return reads_expr(e, st->a, true);
+  default:                      /* wait, and anything new */
+    return true;
+  }
+}
+
+static bool reads_list(const Emit *e, const Node *list)
+{
+  for(; list; list = list->next) {
+    if(reads_step(e, list))
+      return true;
+  }
+  return false;
+}
+
+/* Rules 1 and 2 above for HTTP step st of the list being generated. */
+static bool stream_ok(const Emit *e, const Node *st)
+{
+  const Node *ss = st->next;
+  const Cont *cont = e->cont;
+
+  if(st->kind != ND_HTTP || !st->fetch || st->fetch->pg_kind == PG_NONE)
+    return false;
+  if(!ss || ss->kind != ND_STORESTEP || !ss->decl || !ss->a ||
+     ss->a->kind != ND_RESPONSE)
+    return false;
+  if(ss->store && key_sees_step(ss->store->key))
+    return false;
+  for(const Node *n = ss->next;;) {
+    for(; n; n = n->next) {
+      if(reads_step(e, n))
+        return false;
+      if(n->kind == ND_HTTP)
+        return true;            /* replaces response */
+    }
+    if(!cont)
+      return true;              /* the scope ends */
+    n = cont->rest;
+    cont = cont->up;
+  }
+}
+
 /* Generates the sub-tables of one step into *p. */
 static void gen_step_parts(Emit *e, const Node *st, StepParts *p)
 {
@@ -1082,11 +1296,15 @@ static void gen_step_parts(Emit *e, const Node *st, StepParts *p)
     p->headers = gen_kv(e, fo->headers, "step headers", &p->n_headers);
     break;
   }
-  case ND_FOR:
+  case ND_FOR: {
+    const Cont *saved = e->cont;
     p->expr = gen_function(e, st->a, "for collection");
     p->where = opt_fn(e, st->cond, "for filter");
+    e->cont = NULL;             /* each iteration is a new scope */
     p->steps = gen_steps(e, st->body, "for body", &p->n_steps);
+    e->cont = saved;
     break;
+  }
   case ND_MAP:
     p->expr = gen_function(e, st->a, "map source");
     p->fields = gen_kv(e, st->opts, "map field", &p->n_fields);
@@ -1097,17 +1315,27 @@ static void gen_step_parts(Emit *e, const Node *st, StepParts *p)
   case ND_VALIDATE:
     p->expr = gen_function(e, st->a, "validate target");
     p->assumes = gen_assumes(e, st->body, &p->n_assumes);
-    if(st->flag)
+    if(st->flag) {
+      const Cont *saved = e->cont;
+      Cont c = { st->next, saved };
+      e->cont = &c;             /* not a scope */
       p->steps = gen_steps(e, st->els, "validate or-block", &p->n_steps);
+      e->cont = saved;
+    }
     break;
   case ND_STORESTEP:
     p->expr = gen_function(e, st->a, "store source");
     p->key = st->store ? opt_fn(e, st->store->key, "store key") : "NULL";
     break;
-  case ND_MATCH:
+  case ND_MATCH: {
+    const Cont *saved = e->cont;
+    Cont c = { st->next, saved };
     p->expr = gen_function(e, st->a, "match target");
+    e->cont = &c;               /* arms are not scopes */
     p->arms = gen_arms(e, st->body, &p->n_arms);
+    e->cont = saved;
     break;
+  }
   case ND_LET:
     p->expr = gen_function(e, st->a, "let value");
     break;
@@ -1189,6 +1417,8 @@ static void emit_step(Emit *e, Str *s, const Node *st, const StepParts *p)
     }
     bool nm = st->next && st->next->kind == ND_MATCH;
     str_printf(s, "    .next_is_match = %s,\n", nm ? "true" : "false");
+    if(stream_ok(e, st))
+      STR_LIT(s, "    .stream_store = true,\n");
     break;
   }
   case ND_FOR:
@@ -1500,6 +1730,7 @@ static const char *gen_actions(Emit *e, Mission *m)
     Node *a = m->actions.data[i];
     Str what = { 0 };
     str_printf(&what, "action %s", a->name);
+    e->cont = NULL;             /* an action attempt is a new scope */
     steps[i] = gen_steps(e, a->body, what.data, &ns[i]);
     free(what.data);
   }

@@ -552,9 +552,12 @@ static bool has_nul(const json_t *k)
 }
 
 /* The key of rec per §7.1 (keyfn NULL: id, else content hash).
- * *out: malloc'd text. */
+ * *out: malloc'd text.  A content-hash key logs the WARN of §7.1, or,
+ * when hashed is not NULL, sets *hashed instead (a streaming step logs
+ * it when its store step would have run). */
 static int record_key(const Frame *f, const RqStep *st, RqExprFn keyfn,
-                      const char *store, json_t *rec, char **out)
+                      const char *store, json_t *rec, char **out,
+                      bool *hashed)
 {
   RqEnv env = frame_env(f);
   json_t *k = NULL;
@@ -577,7 +580,10 @@ static int record_key(const Frame *f, const RqStep *st, RqExprFn keyfn,
     } else {
       char hash[33];
       rqi_content_hash(rec, hash);
-      warn_hash_key(f->run, st, store);
+      if(hashed)
+        *hashed = true;
+      else
+        warn_hash_key(f->run, st, store);
       *out = rq_strdup(hash);
       return 0;
     }
@@ -629,7 +635,7 @@ static int put_records(const Frame *f, const RqStep *st, int idx,
                    rqi_type_name(rec));
       goto out;
     }
-    rc = record_key(f, st, keyfn, name, rec, &keys[i]);
+    rc = record_key(f, st, keyfn, name, rec, &keys[i], NULL);
     if(rc)
       goto out;
     json_array_append(recs, rec);
@@ -660,6 +666,155 @@ static int step_store(Frame *f, const RqStep *st)
                    st->upsert || st->partial == 1, st->partial);
   json_decref(val);
   return rc;
+}
+
+/* ------------------------------------------ streaming store steps */
+/* A paginated step marked stream_store runs together with the store
+ * step that follows it (SPEC §6.5).  Each page's items are checked and
+ * keyed as step_store would do it (same order, same messages) and staged
+ * into one unit of work (rq_store.h) as the page arrives; the page is
+ * then released.  The unit is applied once the last page is in, where
+ * the store step would have run, so readers see none or all of it
+ * (§7.4) and a failure anywhere stores nothing.
+ *
+ * Without streaming, the store step's errors can only appear after every
+ * page succeeded.  So the first failing record is held back: its error
+ * is moved out of the run (a later error must be able to replace it),
+ * nothing more is staged, and the remaining pages are still fetched --
+ * the same requests, and an HTTP failure on a later page wins, as it
+ * would have.  The content-hash WARN is logged at the end likewise.
+ *
+ * Keys are evaluated in a child scope whose response is null: the
+ * compiler streams only when the key expression reads neither response
+ * nor status()/header(), and a bare name's fallback to a field of
+ * response finds nothing in null, as in the concatenated array. */
+typedef struct {
+  Frame key_frame;       /* frame for key expressions */
+  const RqStep *st;      /* the store step */
+  const char *name;      /* its store's declared name */
+  RqStoreUnit unit;
+  bool hashed;           /* a content-hash key was used */
+  bool held;             /* a record failed; nothing more is staged */
+  int held_rc;
+  bool held_failed;      /* the run's error fields, moved out */
+  char held_err[sizeof(((RqRun *)0)->err)];
+  RqAt held_at;
+  int held_code;
+} Stream;
+
+static void stream_hold(Stream *s, int rc)
+{
+  RqRun *run = s->key_frame.run;
+
+  s->held = true;
+  s->held_rc = rc;
+  s->held_failed = run->failed;
+  if(run->failed) {
+    memcpy(s->held_err, run->err, sizeof(s->held_err));
+    s->held_at = run->err_at;
+    s->held_code = run->err_code;
+    run->failed = false;
+    run->err[0] = '\0';
+    run->err_code = 0;
+  }
+}
+
+/* RqPageSink.page: stages the records of one page (borrowed). */
+static void stream_page(void *ctx, json_t *items)
+{
+  Stream *s = ctx;
+  RqEnv env = frame_env(&s->key_frame);
+  size_t i;
+  int rc;
+
+  if(!items || s->held)
+    return;
+  for(i = 0; i < json_array_size(items); i++) {
+    json_t *rec = json_array_get(items, i);
+    char *key = NULL;
+
+    if(!json_is_object(rec))
+      rc = rq_fail(&env, s->st->at,
+                   "store %s: record must be an object (got %s)", s->name,
+                   rqi_type_name(rec));
+    else
+      rc = record_key(&s->key_frame, s->st, s->st->key, s->name, rec, &key,
+                      &s->hashed);
+    if(rc) {
+      stream_hold(s, rc);
+      return;
+    }
+    rqi_store_unit_add(&s->unit, rec, key);
+    rq_free(key);
+  }
+}
+
+/* Runs paginated step hst and the store step sst after it as described
+ * above.  *in_store tells which of the two a failure belongs to. */
+static int step_stream(Frame *f, const RqStep *hst, const RqStep *sst,
+                       bool *in_store)
+{
+  RqRun *run = f->run;
+  RqEnv env = frame_env(f);
+  RqScope *ks = rqi_scope_new(f->scope);
+  RqPageSink sink;
+  RqStore *store = NULL;
+  Stream s;
+  int rc;
+
+  memset(&s, 0, sizeof(s));
+  rqi_scope_set_response_new(ks, NULL, 0, NULL);
+  s.key_frame.run = run;
+  s.key_frame.scope = ks;
+  s.st = sst;
+  s.name = run->m->stores[sst->store].name;
+  rqi_store_unit_init(&s.unit, sst->upsert || sst->partial == 1,
+                      sst->partial);
+  sink.page = stream_page;
+  sink.ctx = &s;
+  *in_store = false;
+  rc = rqi_http_step_stream(&env, hst, &sink);
+  if(rc == 0 && rqi_opts.dry_run)
+    rc = FLOW_END;          /* §10.1: printed, not sent (exec_step) */
+  if(rc)
+    goto out;               /* a held record error is dropped */
+  *in_store = true;
+  if(rqi_stop_requested) {  /* as between two steps (exec_steps) */
+    set_err(run, sst->at, RQ_E_INTERRUPT, false, "interrupted");
+    rc = -RQ_E_INTERRUPT;
+    goto out;
+  }
+  if(s.hashed)
+    warn_hash_key(run, sst, s.name);
+  if(s.held) {
+    if(s.held_failed) {
+      memcpy(run->err, s.held_err, sizeof(run->err));
+      run->err_at = s.held_at;
+      run->err_code = s.held_code;
+      run->failed = true;
+    }
+    rc = s.held_rc;
+    goto out;
+  }
+  rc = rqi_store_open(&env, sst->at, sst->store, &store);
+  if(rc == 0)
+    rc = rqi_store_unit_commit(&env, sst->at, store, s.name, &s.unit);
+out:
+  rqi_store_unit_free(&s.unit);
+  rqi_scope_free(ks);
+  return rc;
+}
+
+/* Is steps[i] a streaming paginated step followed by its store step?
+ * (The compiler guarantees the pair; the check keeps a table from another
+ * compiler version harmless.) */
+static bool stream_pair(const RqStep *steps, size_t i, size_t n)
+{
+  const RqStep *st = &steps[i];
+
+  return st->stream_store && st->kind == RQ_ST_HTTP &&
+         st->pg_kind != RQ_PG_NONE && !st->next_is_match && i + 1 < n &&
+         steps[i + 1].kind == RQ_ST_STORE && steps[i + 1].store >= 0;
 }
 
 /* Does the match value v (borrowed) satisfy arm's pattern? */
@@ -760,7 +915,7 @@ static int dir_queue(Frame *f, const RqStep *st)
                         env.subject ? json_incref(env.subject)
                                     : json_null());
   }
-  rc = record_key(f, st, NULL, name, rec, &key);
+  rc = record_key(f, st, NULL, name, rec, &key, NULL);
   if(rc)
     goto out;
   rq_iso_time(rq_now_ms(), ts);
@@ -1003,6 +1158,21 @@ static int exec_steps(Frame *f, const RqStep *steps, size_t n)
     }
     if(st->kind == RQ_ST_HTTP || st->kind == RQ_ST_CALL)
       mark = rqi_checkpoint_mark(run);
+    if(stream_pair(steps, i, n)) {
+      bool in_store;
+
+      rc = step_stream(f, st, &steps[i + 1], &in_store);
+      if(rc == 0) {
+        i += 2;
+        continue;
+      }
+      if(rc < 0) {
+        const RqStep *at = in_store ? &steps[i + 1] : st;
+        ensure_err(run, at->at, rc);
+        log_failure(run, at->label, at->at);
+      }
+      break;                    /* an error, or FLOW_END (--dry-run) */
+    }
     rc = exec_step(f, st);
     if(rc < 0) {
       ensure_err(run, st->at, rc);

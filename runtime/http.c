@@ -591,6 +591,7 @@ typedef struct {
   double first_ms;     /* wall time the first request was sent; 0 */
   bool all_2xx;
   bool paginated;
+  const RqPageSink *sink;   /* streaming (§6.5); NULL: collect */
   char at[256];
   RqLogCtx ctx;
 } Call;
@@ -1401,10 +1402,10 @@ static int run_pages(Call *c)
 {
   RqPager pager;
   Page pg;
-  json_t *q, *last = NULL, *items;
+  json_t *q, *items;
   int rc, more;
 
-  rqi_pager_init(&pager, c->st);
+  rqi_pager_init(&pager, c->st, c->sink == NULL);
   c->all_2xx = true;
   for(;;) {
     q = rqi_copy(c->query);
@@ -1427,19 +1428,20 @@ static int run_pages(Call *c)
       page_free(&pg);
       break;
     }
-    json_decref(last);
-    last = json_incref(pg.value);
+    if(c->sink)
+      c->sink->page(c->sink->ctx, rqi_page_items(pg.value));
     if(more == 0) {
-      items = json_incref(pager.items);
-      record_candidate(c, last, json_array_size(items));
+      /* Streaming: the items went to the store step, and nothing reads
+       * response (the compiler's rule), so it is null. */
+      items = c->sink ? json_null() : json_incref(pager.items);
+      record_candidate(c, pg.value, pager.n_items);
       rqi_scope_set_response_new(c->env->scope, items, pg.status,
                                  pg.headers);
       json_decref(pg.value);
       break;
     }
-    page_free(&pg);
+    page_free(&pg);     /* one page at a time */
   }
-  json_decref(last);
   rqi_pager_free(&pager);
   return rc;
 }
@@ -1468,7 +1470,7 @@ static int dry_run_plan(Call *c)
   bool secret;
 
   if(c->paginated) {
-    rqi_pager_init(&pager, c->st);
+    rqi_pager_init(&pager, c->st, false);
     rqi_pager_params(&pager, q);
     rqi_pager_free(&pager);
   }
@@ -1528,13 +1530,15 @@ static int check_scheme(Call *c)
   return rc;
 }
 
-int rqi_http_step(const RqEnv *env, const RqStep *st)
+static int http_step(const RqEnv *env, const RqStep *st,
+                     const RqPageSink *sink)
 {
   RqRun *run = env->run;
   Call c;
   int rc;
 
   memset(&c, 0, sizeof(c));
+  c.sink = sink;
   c.env = env;
   c.st = st;
   c.src = &run->m->sources[st->source];
@@ -1565,4 +1569,16 @@ int rqi_http_step(const RqEnv *env, const RqStep *st)
     rc = c.paginated ? run_pages(&c) : run_single(&c);
   call_free(&c);
   return rc;
+}
+
+int rqi_http_step(const RqEnv *env, const RqStep *st)
+{
+  return http_step(env, st, NULL);
+}
+
+int rqi_http_step_stream(const RqEnv *env, const RqStep *st,
+                         const RqPageSink *sink)
+{
+  /* Only paginated steps stream; the compiler marks no other. */
+  return http_step(env, st, st->pg_kind != RQ_PG_NONE ? sink : NULL);
 }

@@ -294,6 +294,11 @@ struct RqStep {
   const char *since_update_from;
   RqExprFn since_expr;
   bool next_is_match;           /* the next step in the list is a match */
+  bool stream_store;            /* paginated, and its result is used only
+                                   by the `store response -> S` step that
+                                   directly follows: each page is staged
+                                   into that step as it arrives (SPEC
+                                   §6.5, compiler/emit.c stream_ok) */
 
   /* RQ_ST_FOR: for var in expr where where { steps } */
   /* RQ_ST_LET: let var = expr */

@@ -55,6 +55,25 @@ int rqi_auth_refresh_after_401(const RqEnv *env, const RqSourceDef *src,
  * is an error unless st->next_is_match.  Returns 0 or -RQ_E_*. */
 int rqi_http_step(const RqEnv *env, const RqStep *st);
 
+/* The streaming form of a paginated step (SPEC §6.5, st->stream_store):
+ * the consumer of its pages.  page is called with the items of each page
+ * (a borrowed array, NULL when the page has none) once the page is final,
+ * 2xx and accepted by the pager, in page order; the page is released
+ * after the call. */
+typedef struct {
+  void (*page)(void *ctx, json_t *items);
+  void *ctx;
+} RqPageSink;
+
+/* Runs paginated HTTP step st like rqi_http_step, except that the items
+ * are handed to sink page by page instead of being concatenated.  On
+ * success status() and header() are those of the last page, as without
+ * streaming, and the checkpoint candidate counts every item; response is
+ * set to null (the compiler streams only when nothing reads it).  In
+ * --dry-run the sink is never called.  Returns 0 or -RQ_E_*. */
+int rqi_http_step_stream(const RqEnv *env, const RqStep *st,
+                         const RqPageSink *sink);
+
 /* ------------------------------------------- transport-neutral requests */
 #define RQ_HTTP_MAX_BODY ((size_t)64 << 20)    /* response body cap */
 
@@ -95,11 +114,17 @@ typedef struct {
   int page;            /* 0-based page counter */
   json_t *cursor;      /* new string: cursor to send; NULL on page 0 */
   json_t *sent;        /* new object: cursors already sent (set) */
-  json_t *prev;        /* new: previous page body, NULL before page 1 */
-  json_t *items;       /* new array: concatenated items */
+  char prev[65];       /* SHA-256 digest of the previous page body
+                          (valid from page 1 on): only its digest is
+                          kept, so a step holds one page at a time */
+  json_t *items;       /* new array: concatenated items; NULL when the
+                          pager does not collect (a streaming step) */
+  size_t n_items;      /* items of every page fed so far */
 } RqPager;
 
-void rqi_pager_init(RqPager *pg, const RqStep *st);
+/* collect: concatenate the items (the step's result); false for a step
+ * that streams its pages into a store step (§6.5). */
+void rqi_pager_init(RqPager *pg, const RqStep *st, bool collect);
 void rqi_pager_free(RqPager *pg);
 /* Adds the parameters of the current page to query (borrowed, modified):
  * offset/page number or cursor, and the size parameter. */

@@ -31,6 +31,32 @@ int rqi_store_open(const RqEnv *env, RqAt at, int idx, RqStore **out);
 int rqi_store_put(const RqEnv *env, RqAt at, RqStore *st, const char *name,
                   json_t *recs, const char *const *keys, bool merge,
                   int partial);
+/* A unit of work: the records of one store step, staged before they are
+ * applied as one unit (§7.4).  A streaming paginated step (§6.5) adds
+ * each page's records as the page arrives; rqi_store_put adds them all
+ * at once.  Nothing is visible to readers before the commit. */
+typedef struct {
+  json_t *staged;      /* new object: key -> record (deep copies, merged
+                          among the unit's records), first-insertion
+                          order */
+  bool merge;
+  int partial;         /* -1 none, 0/1 sets "_partial" */
+  bool nul_name;       /* a record has a NUL in a field name */
+  size_t n;            /* records added */
+} RqStoreUnit;
+
+void rqi_store_unit_init(RqStoreUnit *u, bool merge, int partial);
+/* Stages rec (borrowed, an object; never modified) under key (copied). */
+void rqi_store_unit_add(RqStoreUnit *u, json_t *rec, const char *key);
+/* Applies the unit to st as one step, exactly as rqi_store_put would:
+ * fails first when a record has a NUL in a field name and st is a file
+ * store; flushes; rolls back on a failed flush.  The unit stays owned by
+ * the caller (rqi_store_unit_free).  Returns 0 or -RQ_E_FAIL after
+ * rq_fail. */
+int rqi_store_unit_commit(const RqEnv *env, RqAt at, RqStore *st,
+                          const char *name, RqStoreUnit *u);
+void rqi_store_unit_free(RqStoreUnit *u);
+
 /* New array holding the records in store order.  The records themselves
  * are shared with the store and MUST NOT be modified (stored records are
  * never changed in place, so the snapshot stays valid). */

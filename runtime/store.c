@@ -17,9 +17,11 @@
  * modified in place: a write replaces it with a new object, so snapshots
  * handed out by rqi_store_list stay valid without copying.
  *
- * A store step (rqi_store_put) is staged first, then applied, then the
- * file is flushed; if the flush fails the step is rolled back, so memory
- * and disk never disagree and the step is all or nothing.
+ * A store step is staged first into a unit of work (RqStoreUnit: all at
+ * once by rqi_store_put, or page by page by a streaming paginated step,
+ * SPEC §6.5), then applied under the store's mutex, then the file is
+ * flushed; if the flush fails the step is rolled back, so memory and
+ * disk never disagree and the step is all or nothing.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -164,33 +166,20 @@ int rqi_store_open(const RqEnv *env, RqAt at, int idx, RqStore **out)
   return 0;
 }
 
-/* One applied change of a step, for the rollback. */
-typedef struct {
-  const char *key;     /* borrowed from the staged object */
-  json_t *old;         /* owned previous record; NULL: key was new */
-} Undo;
-
-/* Builds the new record for rec: a deep copy of rec, merged onto prev
- * when merge is set and prev is an object.  Returns a new reference. */
-static json_t *make_record(const json_t *prev, json_t *rec, bool merge,
-                           int partial)
+/* Merges rec's top-level fields onto a shallow copy of prev: old fields
+ * keep their place, new ones are appended (§7.1).  Old values are never
+ * modified in place.  deep: rec's values are deep-copied, else shared
+ * (the caller owns rec and never changes it).  Returns a new reference. */
+static json_t *merge_onto(const json_t *prev, json_t *rec, bool deep)
 {
-  json_t *nw;
-  if (merge && json_is_object(prev)) {
-    const char *k;
-    json_t *v;
-    /* Old fields keep their place; new ones are appended (§7.1).  The
-     * copy is shallow: old values are never modified in place. */
-    nw = rqi_copy(prev);
-    size_t klen;
-    /* keylen: a key may hold NUL bytes ({"a\u0000b": 1}) */
-    json_object_keylen_foreach(rec, k, klen, v)
-      json_object_setn_new_nocheck(nw, k, klen, rqi_deep_copy(v));
-  } else {
-    nw = rqi_deep_copy(rec);
-  }
-  if (partial >= 0)
-    json_object_set_new(nw, "_partial", json_boolean(partial));
+  json_t *nw = rqi_copy(prev);
+  const char *k;
+  json_t *v;
+  size_t klen;
+  /* keylen: a key may hold NUL bytes ({"a\u0000b": 1}) */
+  json_object_keylen_foreach(rec, k, klen, v)
+    json_object_setn_new_nocheck(nw, k, klen,
+                                 deep ? rqi_deep_copy(v) : json_incref(v));
   return nw;
 }
 
@@ -214,59 +203,98 @@ static bool has_nul_name(const json_t *v)
   return false;
 }
 
-int rqi_store_put(const RqEnv *env, RqAt at, RqStore *st, const char *name,
-                  json_t *recs, const char *const *keys, bool merge,
-                  int partial)
+/* ---------------------------------------------------- units of work
+ * A store step is staged record by record into a unit, without the
+ * store's mutex, and applied by rqi_store_unit_commit.  The unit merges
+ * records of the same key among themselves; the merge onto the stored
+ * record happens at commit, under the mutex, so the result equals
+ * applying the records one by one at commit time:
+ *   merge(merge(old, r1), r2) == merge(old, merge(r1, r2))
+ * for values (later wins) and for field order (old fields in place, then
+ * the others in order of first appearance), and "_partial" is set after
+ * every record in both forms. */
+
+void rqi_store_unit_init(RqStoreUnit *u, bool merge, int partial)
 {
-  size_t n = json_array_size(recs);
-  json_t *staged = json_object();   /* key -> new record, step order */
+  memset(u, 0, sizeof *u);
+  u->staged = json_object();
+  u->merge = merge;
+  u->partial = partial;
+}
+
+void rqi_store_unit_add(RqStoreUnit *u, json_t *rec, const char *key)
+{
+  json_t *prev = json_object_get(u->staged, key);
+  json_t *nw;
+  if (!u->nul_name && has_nul_name(rec))
+    u->nul_name = true;
+  if (u->merge && json_is_object(prev))
+    nw = merge_onto(prev, rec, true);
+  else
+    nw = rqi_deep_copy(rec);
+  if (u->partial >= 0)
+    json_object_set_new(nw, "_partial", json_boolean(u->partial));
+  /* _nocheck: a key is any text (§7.1); jansson's UTF-8 check would
+   * drop the record silently. */
+  json_object_set_new_nocheck(u->staged, key, nw);
+  u->n++;
+}
+
+void rqi_store_unit_free(RqStoreUnit *u)
+{
+  json_decref(u->staged);
+  memset(u, 0, sizeof *u);
+}
+
+/* One applied change of a step, for the rollback. */
+typedef struct {
+  const char *key;     /* borrowed from the staged object */
+  json_t *old;         /* owned previous record; NULL: key was new */
+} Undo;
+
+int rqi_store_unit_commit(const RqEnv *env, RqAt at, RqStore *st,
+                          const char *name, RqStoreUnit *u)
+{
   Undo *undo = NULL;
   size_t n_undo = 0;
   const char *key;
-  json_t *nw;
-  const char *bad_type = NULL;      /* a record that is not an object */
-  bool bad_name = false;            /* a NUL in a field name (file) */
+  json_t *rec;
   int write_errno = 0;              /* the flush failed */
 
-  pthread_mutex_lock(&st->mu);
-  /* Stage: later records of the step see the earlier ones. */
-  for (size_t i = 0; i < n; i++) {
-    json_t *rec = json_array_get(recs, i);
-    json_t *prev;
-    if (!json_is_object(rec)) {
-      bad_type = rqi_type_name(rec);
-      goto out;
-    }
-    if (st->ops == &rqi_store_file_ops && has_nul_name(rec)) {
-      bad_name = true;
-      goto out;
-    }
-    prev = json_object_get(staged, keys[i]);
-    if (!prev)
-      prev = json_object_get(st->recs, keys[i]);
-    /* _nocheck: a key is any text (§7.1); jansson's UTF-8 check would
-     * drop the record silently. */
-    json_object_set_new_nocheck(staged, keys[i],
-                                make_record(prev, rec, merge, partial));
-  }
+  if (!name)
+    name = st->name;
+  if (u->nul_name && st->ops == &rqi_store_file_ops)
+    return rq_fail(env, at, "store %s: a field name holds a NUL byte "
+                   "(\\u0000), which a file store cannot read back", name);
 
+  pthread_mutex_lock(&st->mu);
   /* Apply, remembering what was there. */
-  undo = rq_calloc(json_object_size(staged) + 1, sizeof *undo);
-  json_object_foreach(staged, key, nw) {
+  undo = rq_calloc(json_object_size(u->staged) + 1, sizeof *undo);
+  json_object_foreach(u->staged, key, rec) {
     json_t *old = json_object_get(st->recs, key);
-    if (old && json_equal(old, nw))
+    json_t *nw;
+    if (u->merge && json_is_object(old)) {
+      /* rec is owned by the unit and never changed: share its values. */
+      nw = merge_onto(old, rec, false);
+      if (u->partial >= 0)
+        json_object_set_new(nw, "_partial", json_boolean(u->partial));
+    } else {
+      nw = json_incref(rec);
+    }
+    if (old && json_equal(old, nw)) {
+      json_decref(nw);
       continue;                     /* unchanged: keep the old object */
+    }
     undo[n_undo].key = key;
     undo[n_undo].old = json_incref(old);
     n_undo++;
-    json_object_set_nocheck(st->recs, key, nw);
+    json_object_set_new_nocheck(st->recs, key, nw);
   }
-  if (n_undo == 0)
-    goto out;                       /* nothing changed, nothing to write */
 
   /* --dry-run: stores are read-only, their records in memory are copies
-   * that are never written back (§10.1). */
-  if (!rqi_opts.dry_run && st->ops->flush(st) != 0) {
+   * that are never written back (§10.1).  Nothing changed: nothing to
+   * write. */
+  if (n_undo > 0 && !rqi_opts.dry_run && st->ops->flush(st) != 0) {
     write_errno = errno ? errno : EIO;
     /* Roll back in reverse: re-deleting new keys restores the order. */
     for (size_t i = n_undo; i-- > 0;) {
@@ -277,27 +305,45 @@ int rqi_store_put(const RqEnv *env, RqAt at, RqStore *st, const char *name,
       undo[i].old = NULL;
     }
   }
-
-out:
   pthread_mutex_unlock(&st->mu);
   for (size_t i = 0; i < n_undo; i++)
     json_decref(undo[i].old);
   rq_free(undo);
-  json_decref(staged);
   /* Errors are recorded outside the store's mutex.  st->id never changes
    * after creation. */
-  if (!name)
-    name = st->name;
-  if (bad_type)
-    return rq_fail(env, at, "store %s: record must be an object (got %s)",
-                   name, bad_type);
-  if (bad_name)
-    return rq_fail(env, at, "store %s: a field name holds a NUL byte "
-                   "(\\u0000), which a file store cannot read back", name);
   if (write_errno)
     return rq_fail(env, at, "store %s: cannot write %s: %s", name,
                    st->id, strerror(write_errno));
   return 0;
+}
+
+int rqi_store_put(const RqEnv *env, RqAt at, RqStore *st, const char *name,
+                  json_t *recs, const char *const *keys, bool merge,
+                  int partial)
+{
+  size_t n = json_array_size(recs);
+  RqStoreUnit u;
+  int rc;
+
+  if (!name)
+    name = st->name;
+  rqi_store_unit_init(&u, merge, partial);
+  /* Stage: later records of the step see the earlier ones.  The first
+   * bad record in step order decides the message. */
+  for (size_t i = 0; i < n; i++) {
+    json_t *rec = json_array_get(recs, i);
+    if (!json_is_object(rec)) {
+      rqi_store_unit_free(&u);
+      return rq_fail(env, at, "store %s: record must be an object "
+                     "(got %s)", name, rqi_type_name(rec));
+    }
+    rqi_store_unit_add(&u, rec, keys[i]);
+    if (u.nul_name && st->ops == &rqi_store_file_ops)
+      break;                        /* the commit fails with the message */
+  }
+  rc = rqi_store_unit_commit(env, at, st, name, &u);
+  rqi_store_unit_free(&u);
+  return rc;
 }
 
 json_t *rqi_store_list(RqStore *st)

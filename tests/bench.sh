@@ -5,7 +5,10 @@
 #   2. size of the resulting binary;
 #   3. records/s of a paginated sync of $BENCH_RECORDS records (default
 #      20000, pages of $BENCH_PAGE = 100) from build/fakeapi into a file
-#      store, plus the size of the store file.
+#      store, plus the size of the store file and the peak RSS: once as
+#      the compiler builds it (the step streams its pages into the store
+#      step, SPEC §6.5) and once with a later `let` reading response,
+#      which keeps the whole concatenated array (non-streaming).
 # Always exits 0 unless the tools are missing; failures are printed.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -68,24 +71,16 @@ mission Bench {
   }
 }
 EOF2
-if ! "$BUILD/reqonc" "$work/bench.reqon" -o "$work/bench" \
-    > "$work/bench-compile.log" 2>&1; then
-  echo "sync benchmark:         FAILED to compile" \
-    "(see $work/bench-compile.log)"
-  exit 0
-fi
-"$BUILD/fakeapi" --script "$work/exchanges.json" --port-file "$work/port" \
-  --report "$work/report.json" > "$work/fakeapi.log" 2>&1 &
-api=$!
-i=0
-while ! grep -q '^[0-9][0-9]*$' "$work/port" 2>/dev/null; do
-  i=$((i + 1))
-  if [ "$i" -gt 100 ]; then
-    echo "sync benchmark:         fakeapi did not start"
-    kill "$api" 2>/dev/null
+# The same sync without streaming: a later step reads response.
+sed 's|^    store response -> records { key: .id }$|&\
+    let all = response|' "$work/bench.reqon" > "$work/bench-plain.reqon"
+for b in bench bench-plain; do
+  if ! "$BUILD/reqonc" "$work/$b.reqon" -o "$work/$b" \
+      > "$work/$b-compile.log" 2>&1; then
+    echo "sync benchmark:         FAILED to compile" \
+      "(see $work/$b-compile.log)"
     exit 0
   fi
-  sleep 0.1
 done
 # Runs a command and writes its peak resident set size (KiB) to $1.
 peak_rss() {
@@ -97,26 +92,47 @@ ru = resource.getrusage(resource.RUSAGE_CHILDREN)
 open(sys.argv[1], "w").write("%d\n" % ru.ru_maxrss)
 sys.exit(rc)' "$out" "$@"
 }
-t0=$(now)
-BENCH_URL=http://127.0.0.1:$(cat "$work/port") peak_rss "$work/rss" \
-  "$work/bench" --once --data-dir "$work/data" > "$work/run.log" 2>&1
-rc=$?
-t1=$(now)
-kill -TERM "$api" 2>/dev/null
-wait "$api" 2>/dev/null
-dt=$(elapsed "$t0" "$t1")
-if [ "$rc" -eq 0 ]; then
-  got=$("$PYTHON" -c \
-    'import json, sys; print(len(json.load(open(sys.argv[1]))))' \
-    "$work/data/records.json" 2>/dev/null || echo "?")
-  echo "sync $N records:     $dt s ($pages pages, $got stored)"
-  "$PYTHON" -c 'import sys; n, d = int(sys.argv[1]), float(sys.argv[2])
-print("records/s:              %.0f" % (n / d if d > 0 else 0))' "$N" "$dt"
-  echo "store file size:        $(wc -c < "$work/data/records.json") bytes"
-  echo "peak RSS of the sync:   $(cat "$work/rss") KiB"
-else
-  echo "sync $N records:     FAILED (exit $rc, see $work/run.log)"
-fi
+# sync_run NAME LABEL: one sync by $work/NAME against a fresh fakeapi.
+sync_run() {
+  rm -f "$work/port"
+  "$BUILD/fakeapi" --script "$work/exchanges.json" --port-file \
+    "$work/port" --report "$work/$1-report.json" \
+    > "$work/$1-fakeapi.log" 2>&1 &
+  api=$!
+  i=0
+  while ! grep -q '^[0-9][0-9]*$' "$work/port" 2>/dev/null; do
+    i=$((i + 1))
+    if [ "$i" -gt 100 ]; then
+      echo "sync benchmark:         fakeapi did not start"
+      kill "$api" 2>/dev/null
+      return
+    fi
+    sleep 0.1
+  done
+  t0=$(now)
+  BENCH_URL=http://127.0.0.1:$(cat "$work/port") peak_rss "$work/$1.rss" \
+    "$work/$1" --once --data-dir "$work/$1-data" > "$work/$1-run.log" 2>&1
+  rc=$?
+  t1=$(now)
+  kill -TERM "$api" 2>/dev/null
+  wait "$api" 2>/dev/null
+  dt=$(elapsed "$t0" "$t1")
+  if [ "$rc" -eq 0 ]; then
+    got=$("$PYTHON" -c \
+      'import json, sys; print(len(json.load(open(sys.argv[1]))))' \
+      "$work/$1-data/records.json" 2>/dev/null || echo "?")
+    echo "sync $N records$2: $dt s ($pages pages, $got stored)"
+    "$PYTHON" -c 'import sys; n, d = int(sys.argv[1]), float(sys.argv[2])
+print("  records/s:            %.0f" % (n / d if d > 0 else 0))' "$N" "$dt"
+    echo "  store file size:      $(wc -c < "$work/$1-data/records.json")" \
+      "bytes"
+    echo "  peak RSS of the sync: $(cat "$work/$1.rss") KiB"
+  else
+    echo "sync $N records$2: FAILED (exit $rc, see $work/$1-run.log)"
+  fi
+}
+sync_run bench " (streaming)"
+sync_run bench-plain " (not streaming)"
 
 # -- 4: one store step per record inside a for loop.  Every store step that
 # changes a file store rewrites and fsyncs the file (SPEC §7.3), so this

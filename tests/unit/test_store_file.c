@@ -1,8 +1,9 @@
 /* test_store_file.c -- unit tests of store.c, store_file.c,
  * store_memory.c and state.c: file format and order rules (§7.1-§7.3),
  * merge and partial writes, atomic steps with rollback, corrupt files,
- * memory stores per run, --output, checkpoints (§8.1) and the data-dir
- * lock (§8.4).  Runs in a fresh directory under $TMPDIR. */
+ * memory stores per run, --output, units of work (a streaming store
+ * step, §6.5), checkpoints (§8.1) and the data-dir lock (§8.4).  Runs in
+ * a fresh directory under $TMPDIR. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -360,6 +361,62 @@ static void test_lock(void)
   rqi_state_unlock();
 }
 
+/* A unit of work staged over two "pages" and committed once (the
+ * streaming store step of §6.5) must leave exactly what applying its
+ * records one step at a time leaves: values, key positions, field
+ * order and "_partial", in every write mode; and nothing is visible
+ * before the commit. */
+static void test_units(void)
+{
+  static const char *const recs[] = {
+    "{\"id\":1,\"a\":1,\"b\":1}", "{\"id\":2,\"x\":1}", "{\"id\":3}",
+    "{\"id\":1,\"b\":2,\"c\":2}", "{\"id\":2,\"y\":2,\"_partial\":7}",
+  };
+  static const struct { bool merge; int partial; } modes[] = {
+    { false, -1 }, { true, -1 }, { true, 1 }, { false, 0 }, { true, 0 },
+  };
+  const char *seed = "[{\"id\":1,\"z\":0,\"a\":0},{\"id\":9}]";
+  for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+    RqRun ra, rb;
+    RqEnv env;
+    RqStoreUnit u;
+    RqStore *a, *b;
+    char *before;
+    run_init(&ra, NULL);
+    run_init(&rb, NULL);
+    a = open_store(&ra, 1);         /* memory: one instance per run */
+    b = open_store(&rb, 1);
+    CHECK(a && b && a != b);
+    if (!a || !b)
+      return;
+    CHECK(put(&ra, a, seed, false, -1) == 0);
+    CHECK(put(&rb, b, seed, false, -1) == 0);
+    before = listing(b);
+    rqi_store_unit_init(&u, modes[m].merge, modes[m].partial);
+    for (size_t i = 0; i < sizeof recs / sizeof recs[0]; i++) {
+      char *one = rq_asprintf("[%s]", recs[i]);
+      json_t *rec = parse(recs[i]);
+      char *key = rqi_text(json_object_get(rec, "id"));
+      CHECK(put(&ra, a, one, modes[m].merge, modes[m].partial) == 0);
+      rqi_store_unit_add(&u, rec, key);
+      rq_free(key);
+      json_decref(rec);
+      rq_free(one);
+    }
+    CHECK(u.n == 5);
+    CHECK_STRFREE(listing(b), before);        /* staged: not visible */
+    rq_free(before);
+    env = (RqEnv){ &rb, NULL, NULL };
+    CHECK(rqi_store_unit_commit(&env, RQ_LOC(0, 9, 5), b, NULL, &u) == 0);
+    rqi_store_unit_free(&u);
+    before = listing(a);
+    CHECK_STRFREE(listing(b), before);
+    rq_free(before);
+    rqi_store_run_end(&ra);
+    rqi_store_run_end(&rb);
+  }
+}
+
 int main(void)
 {
   char dir[] = "/tmp/rq-test-store-XXXXXX";
@@ -381,6 +438,7 @@ int main(void)
   test_reload();
   test_corrupt();
   test_memory_and_output();
+  test_units();
   test_checkpoints();
   test_lock();
 
