@@ -40,7 +40,8 @@ RUNTIME_SRC = $(wildcard runtime/*.c)
 RUNTIME_OBJ = $(RUNTIME_SRC:%.c=$(BUILD)/%.o)
 
 .PHONY: all test check test-unit test-golden test-e2e test-examples \
-        test-conformance test-install test-secrets test-crash missions install uninstall clean bench lint
+        test-conformance test-install test-secrets test-crash \
+        test-daemon-probes missions install uninstall clean bench lint
 
 all: $(BUILD)/reqonc $(BUILD)/libreqonrt.a
 
@@ -103,6 +104,7 @@ test check: all $(BUILD)/fakeapi
 	-$(V)$(MAKE) --no-print-directory test-install
 	-$(V)$(MAKE) --no-print-directory test-secrets
 	-$(V)$(MAKE) --no-print-directory test-crash
+	-$(V)$(MAKE) --no-print-directory test-daemon-probes
 	$(V)sh tests/summary.sh $(BUILD)/test-results
 
 test-unit: all $(BUILD)/fakeapi
@@ -121,6 +123,8 @@ test-secrets: all $(BUILD)/fakeapi
 	$(V)$(TEST_ENV) sh tests/run-secrets.sh
 test-crash: all $(BUILD)/fakeapi
 	$(V)$(TEST_ENV) sh tests/crash/run-crash.sh
+test-daemon-probes: all $(BUILD)/fakeapi
+	$(V)$(TEST_ENV) $(PYTHON) tests/e2e/daemon-probes.py --build $(BUILD)
 
 missions: all
 	$(V)$(BUILD)/reqonc missions/ -o $(BUILD)/syncd

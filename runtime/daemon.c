@@ -1,33 +1,46 @@
 /* daemon.c -- rq_daemon_main(), the main() of every compiled mission set
  * (SPEC §10): command line, env file, logging, credentials, the data-dir
- * lock, then one of the modes
- *   --list     print the missions with their schedules;
- *   --once     run every selected mission once, in declaration order;
+ * lock, the health/metrics listeners (§10.3, §10.4), then one of the
+ * modes
+ *   --list     print the missions with their schedules and next runs;
+ *   --once     run every selected mission once, in declaration order, on
+ *              the main thread;
  *   --dry-run  the same, as a plan that writes nothing (no lock either);
- *   (default)  the scheduler loop for `every` schedules (§9.1).
+ *   (default)  the scheduler (§9): every, cron and `at` schedules.
  *
- * In this version runs execute on the main thread, one after another: the
- * loop picks the earliest due mission, runs it to the end and reschedules
- * it at lastStart + interval (monotonic clock).  Between runs it waits in
- * poll() on a self-pipe that the signal handlers write to, so SIGTERM and
- * SIGINT end the wait at once.  A signal during a run stops new runs from
- * starting (g_shutdown) and lets the running one finish for up to
- * --shutdown-timeout seconds (§10.5); then SIGALRM sets
- * rqi_stop_requested, which cancels it at its next step boundary or HTTP
- * attempt.  A second SIGTERM/SIGINT exits with status 130 from the
- * handler.  SIGHUP reloads the env file and --auth between runs.
+ * The decisions (what is due, skipped, deferred, retried, which waiting
+ * run starts next) are scheduler.c's; this file carries them out.  The
+ * main thread owns the scheduler and sleeps in poll() on a self-pipe
+ * until the next due time (at most --check-interval ms), a signal, or
+ * the end of a run.  Each run executes rqi_exec_run on its own worker
+ * thread (at most --max-parallel), with SIGTERM/SIGINT/SIGHUP/SIGALRM
+ * blocked, so the handlers only ever interrupt the main thread's poll.
+ * A worker touches nothing of the scheduler: it sets its done flag under
+ * g_run_mu and writes the pipe; the main thread joins it and books the
+ * end (state file, metrics, retry).
+ *
+ * Signals (§10.5): SIGTERM/SIGINT stop new runs (g_shutdown; /ready
+ * answers 503) and give the running ones --shutdown-timeout seconds;
+ * then SIGALRM sets rqi_stop_requested, which cancels them at their next
+ * step boundary or HTTP attempt (records "interrupted", checkpoints not
+ * committed).  A second SIGTERM/SIGINT exits with status 130 from the
+ * handler.  SIGHUP reloads the env file and --auth between runs: new
+ * runs wait until none is running, because the environment is
+ * process-wide and a run reads it.
  *
  * At start each selected mission's newest execution record is checked
  * (§8.3): one left running or interrupted is closed as failed, or with
  * --resume continued by the mission's next run (trigger "resume").
  *
  * Exit codes (§11.3): 0 ok / clean shutdown, 1 a --once mission failed,
- * 2 usage, 3 configuration (--auth, --env), 4 infrastructure (data dir).
+ * 2 usage, 3 configuration (--auth, --env, an unknown timezone), 4
+ * infrastructure (data dir, a port that cannot be bound).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -36,6 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "rq_internal.h"
+#include "rq_metrics.h"
 
 RqOptions rqi_opts = {
   .data_dir = ".reqon-data",
@@ -100,20 +114,20 @@ static const OptDef opt_table[] = {
   { "log-format", "F", O_LOG_FORMAT, true,
     "text or json (default text; env REQON_LOG_FORMAT)" },
   { "verbose", NULL, O_VERBOSE, true, "same as --log-level debug" },
-  { "health-port", "N", O_HEALTH_PORT, false, "serve /health and /ready" },
-  { "metrics-port", "N", O_METRICS_PORT, false, "serve /metrics" },
+  { "health-port", "N", O_HEALTH_PORT, true, "serve /health and /ready" },
+  { "metrics-port", "N", O_METRICS_PORT, true,
+    "serve /metrics (the health port too when equal)" },
   { "webhook-port", "N", O_WEBHOOK_PORT, false, "serve webhook paths" },
   { "webhook-url", "URL", O_WEBHOOK_URL, false, "public webhook base URL" },
   { "webhook-token", "T", O_WEBHOOK_TOKEN, false, "webhook token" },
   { "max-parallel", "N", O_MAX_PARALLEL, true,
-    "missions running at once (default 4; accepted, but this version "
-    "runs missions one at a time)" },
+    "runs in progress at once, all missions (default 4)" },
   { "check-interval", "MS", O_CHECK_INTERVAL, true,
     "wake the scheduler at least every MS ms (default 1000)" },
   { "shutdown-timeout", "S", O_SHUTDOWN_TIMEOUT, true,
     "seconds a running mission may go on after SIGTERM (default 30)" },
-  { "listen-address", "ADDR", O_LISTEN_ADDRESS, false,
-    "address of the health/metrics/webhook listener" },
+  { "listen-address", "ADDR", O_LISTEN_ADDRESS, true,
+    "address of the health/metrics listeners (default 127.0.0.1)" },
   { "log-utc", NULL, O_LOG_UTC, true, "log timestamps in UTC" },
   { "daemon", NULL, O_DAEMON, true,
     "run the scheduled missions in the foreground (the default)" },
@@ -130,6 +144,9 @@ typedef struct {
   int log_level;            /* -1: not given */
   int log_format;           /* -1: not given, 0 text, 1 json */
   const char *data_dir;     /* NULL: not given */
+  int health_port;          /* -1: not given */
+  int metrics_port;         /* -1: not given */
+  const char *listen_addr;  /* NULL: 127.0.0.1 */
   bool *selected;           /* per mission, rq_calloc'd; NULL: all */
 } Cli;
 
@@ -290,6 +307,20 @@ static int apply_opt(Cli *cli, const OptDef *o, const char *v,
       return 2;
     }
     g_shutdown_timeout = (unsigned)n;
+    break;
+  case O_HEALTH_PORT:
+  case O_METRICS_PORT:
+    if (!parse_int(v, 0, 65535, &n)) {
+      usage_error("invalid --%s '%s' (0 to 65535)", o->name, v);
+      return 2;
+    }
+    if (o->id == O_HEALTH_PORT)
+      cli->health_port = (int)n;
+    else
+      cli->metrics_port = (int)n;
+    break;
+  case O_LISTEN_ADDRESS:
+    cli->listen_addr = v;
     break;
   case O_LOG_UTC:
     cli->log_utc = true;
@@ -655,35 +686,44 @@ static bool is_selected(const Cli *cli, size_t i)
   return !cli->selected || cli->selected[i];
 }
 
-/* --list: one line per selected mission. */
+/* --list: one line per selected mission, with its next run as the
+ * daemon would schedule it now, from the scheduler state (read only). */
 static void list_missions(const Cli *cli, const RqMissionDef *missions,
-                          size_t n_missions)
+                          size_t n_missions, const RqScheduler *sched)
 {
   int w = 7;
+  double now = rq_now_ms();
   for (size_t i = 0; i < n_missions; i++)
     if (is_selected(cli, i) && (int)strlen(missions[i].name) > w)
       w = (int)strlen(missions[i].name);
   printf("%-*s  %-24s  %s\n", w, "MISSION", "SCHEDULE", "NEXT RUN");
   for (size_t i = 0; i < n_missions; i++) {
     const RqMissionDef *m = &missions[i];
-    char sched[160];
-    const char *next;
+    const RqSchedJob *j = NULL;
+    char sched_text[160];
+    char next[64];
     if (!is_selected(cli, i))
       continue;
-    describe_schedule(&m->schedule, sched, sizeof sched);
-    switch (m->schedule.kind) {
-    case RQ_SCHED_EVERY:
-      /* Without scheduler state, the first run is at daemon start. */
-      next = "at daemon start";
-      break;
-    case RQ_SCHED_NONE:
-      next = "only with --once";
-      break;
-    default:
-      next = "not supported yet";
-      break;
+    for (size_t k = 0; k < sched->n; k++)
+      if (sched->jobs[k].mission == i)
+        j = &sched->jobs[k];
+    describe_schedule(&m->schedule, sched_text, sizeof sched_text);
+    if (!j) {
+      snprintf(next, sizeof next, "only with --once");
+    } else if (!j->has_next) {
+      snprintf(next, sizeof next, "never (done)");
+    } else if (j->next_ms <= now) {
+      snprintf(next, sizeof next, "at daemon start");
+    } else {
+      time_t t = (time_t)(j->next_ms / 1000);
+      struct tm tm;
+      if (cli->log_utc)
+        gmtime_r(&t, &tm);
+      else
+        localtime_r(&t, &tm);
+      strftime(next, sizeof next, "%Y-%m-%d %H:%M:%S", &tm);
     }
-    printf("%-*s  %-24s  %s\n", w, m->name, sched, next);
+    printf("%-*s  %-24s  %s\n", w, m->name, sched_text, next);
   }
 }
 
@@ -799,6 +839,12 @@ static const char *next_trigger(size_t i, const char *dflt)
   return dflt;
 }
 
+static RqMetRunEnd met_end(int status)
+{
+  return status == 0 ? RQ_MET_COMPLETED : status == 3 ?
+    RQ_MET_INTERRUPTED : RQ_MET_FAILED;
+}
+
 /* --once: each selected mission, sequentially.  Returns the exit code. */
 static int run_once(const Cli *cli, const char *const *files,
                     const RqMissionDef *missions, size_t n_missions)
@@ -814,66 +860,254 @@ static int run_once(const Cli *cli, const char *const *files,
       break;
     }
     memset(&res, 0, sizeof res);
+    rqi_metrics_run_started(missions[i].name, rq_now_ms());
     /* --output is written at the end of the run (rqi_store_run_end). */
     if (rqi_exec_run(&missions[i], files, next_trigger(i, "once"),
                      &res) != 0)
       code = 1;
+    rqi_metrics_run_ended(missions[i].name, met_end(res.status),
+                          res.duration_ms, rq_now_ms());
   }
   return code;
 }
 
+/* One run on a worker thread.  The main thread owns the scheduler; a
+ * worker only runs its mission and then says so under g_run_mu. */
 typedef struct {
+  pthread_t thread;
+  bool used;                /* a thread was started and not yet joined */
+  bool done;                /* under g_run_mu */
+  size_t job;               /* index in the scheduler */
   const RqMissionDef *m;
-  size_t idx;               /* index of m in the mission table */
-  double next;              /* monotonic ms of the next run */
-} Job;
+  const char *const *files;
+  const char *trigger;
+  RqRunResult res;
+} Worker;
 
-static void log_next(const Job *j, bool utc)
+static pthread_mutex_t g_run_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void *worker_main(void *arg)
 {
-  RqLogCtx ctx = { j->m->name, NULL, NULL, NULL };
-  char when[40];
-  format_clock(rq_now_ms() + (j->next - rq_mono_ms()), utc, when,
-               sizeof when);
-  rq_log(RQ_LOG_INFO, &ctx, "%s: Next run at %s", j->m->name, when);
+  Worker *w = arg;
+  memset(&w->res, 0, sizeof w->res);
+  /* A failed run is logged and recorded by exec.c; it never stops the
+   * daemon. */
+  rqi_exec_run(w->m, w->files, w->trigger, &w->res);
+  pthread_mutex_lock(&g_run_mu);
+  w->done = true;
+  pthread_mutex_unlock(&g_run_mu);
+  wake();
+  return NULL;
 }
 
-/* The scheduler loop for `every` missions (§9.1).  Returns 0. */
-static int run_daemon(const Cli *cli, const char *const *files, Job *jobs,
-                      size_t n_jobs)
+/* Runs fn on a new thread with the daemon's signals blocked, so that
+ * the handlers (and the self-pipe) stay with the main thread's poll()
+ * wherever the kernel would deliver them.  Threads started by that
+ * thread (parallel stages, the resolver) inherit the mask. */
+static int spawn_blocked(pthread_t *t, void *(*fn)(void *), void *arg)
 {
-  rq_log(RQ_LOG_INFO, NULL, "Starting Reqon daemon");
-  rq_log(RQ_LOG_INFO, NULL, "Loaded %zu missions", n_jobs);
-  for (size_t i = 0; i < n_jobs; i++) {
-    jobs[i].next = rq_mono_ms();      /* the first run is at start */
-    log_next(&jobs[i], cli->log_utc);
+  sigset_t set, old;
+  int rc;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGALRM);
+  pthread_sigmask(SIG_BLOCK, &set, &old);
+  rc = pthread_create(t, NULL, fn, arg);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return rc;
+}
+
+typedef struct {
+  const Cli *cli;
+  const char *const *files;
+  const RqMissionDef *missions;
+  RqScheduler *s;
+  Worker *workers;          /* s->max_parallel of them */
+  bool *deferred;           /* per job: its waiting run was logged */
+} Daemon;
+
+/* Publishes job j's next due time (or retry) to /health and, when log,
+ * logs it (§10.2: with its date when it is not today). */
+static void log_next(const Daemon *d, const RqSchedJob *j, bool log)
+{
+  RqLogCtx ctx = { j->name, NULL, NULL, NULL };
+  char when[40];
+  double next = j->next_ms;
+  bool has = j->has_next;
+  if (j->has_retry_at && (!has || j->retry_at_ms < next)) {
+    next = j->retry_at_ms;
+    has = true;
   }
-  while (!g_shutdown) {
-    double now = rq_mono_ms();
-    size_t due = 0;
-    check_hup();
-    for (size_t i = 1; i < n_jobs; i++)
-      if (jobs[i].next < jobs[due].next)
-        due = i;
-    if (jobs[due].next <= now) {
-      RqRunResult res;
-      double start = now;
-      double after;
-      memset(&res, 0, sizeof res);
-      /* A failed run is logged by exec.c and never stops the daemon. */
-      rqi_exec_run(jobs[due].m, files, next_trigger(jobs[due].idx,
-                                                    "schedule"), &res);
-      if (g_shutdown)
-        break;
-      after = rq_mono_ms();
-      jobs[due].next = start + jobs[due].m->schedule.every_ms;
-      if (jobs[due].next < after)
-        jobs[due].next = after;       /* overdue: once, now; no replay */
-      log_next(&jobs[due], cli->log_utc);
+  rqi_metrics_set_next_run(j->name, has ? next : 0);
+  if (!log)
+    return;
+  if (!has) {
+    rq_log(RQ_LOG_INFO, &ctx, "%s: No next run", j->name);
+    return;
+  }
+  format_clock(next < rq_now_ms() ? rq_now_ms() : next, d->cli->log_utc,
+               when, sizeof when);
+  rq_log(RQ_LOG_INFO, &ctx, "%s: Next run at %s", j->name, when);
+}
+
+/* Joins the workers that finished and books their ends.  Returns how
+ * many. */
+static int reap(Daemon *d)
+{
+  int n = 0;
+  for (int i = 0; i < d->s->max_parallel; i++) {
+    Worker *w = &d->workers[i];
+    RqSchedJob *j;
+    bool done;
+    double delay;
+    double now;
+    if (!w->used)
       continue;
+    pthread_mutex_lock(&g_run_mu);
+    done = w->done;
+    pthread_mutex_unlock(&g_run_mu);
+    if (!done)
+      continue;
+    pthread_join(w->thread, NULL);
+    w->used = false;
+    n++;
+    now = rq_now_ms();
+    j = &d->s->jobs[w->job];
+    rqi_metrics_run_ended(j->name, met_end(w->res.status),
+                          w->res.duration_ms, now);
+    delay = rqi_sched_ended(d->s, w->job, w->res.status, now);
+    if (delay >= 0) {
+      RqLogCtx ctx = { j->name, NULL, NULL, NULL };
+      rq_log(RQ_LOG_INFO, &ctx, "%s: retry %d of %d in %.0fs", j->name,
+             j->consecutive_failures, j->retry_max, delay / 1000.0);
+    } else if (w->res.status == 1 && j->has_retry) {
+      RqLogCtx ctx = { j->name, NULL, NULL, NULL };
+      rq_log(RQ_LOG_INFO, &ctx, "%s: no retry: %d consecutive failures "
+             "(maxRetries %d)", j->name, j->consecutive_failures,
+             j->retry_max);
     }
-    wait_ms(fmin(jobs[due].next - now, rqi_opts.check_interval_ms));
+    rqi_sched_state_write(d->s, now);
+    if (!g_shutdown)
+      log_next(d, j, true);
   }
+  return n;
+}
+
+static int start_run(Daemon *d, const RqSchedAction *a)
+{
+  RqSchedJob *j = &d->s->jobs[a->job];
+  Worker *w = NULL;
+  for (int i = 0; i < d->s->max_parallel && !w; i++)
+    if (!d->workers[i].used)
+      w = &d->workers[i];
+  if (!w) {
+    /* rqi_sched_step never starts more than max_parallel runs. */
+    rq_log(RQ_LOG_ERROR, NULL, "scheduler: no free worker");
+    rqi_sched_ended(d->s, a->job, RQ_END_INTERRUPTED, rq_now_ms());
+    return -1;
+  }
+  w->job = a->job;
+  w->m = &d->missions[j->mission];
+  w->files = d->files;
+  w->trigger = a->retry ? "retry" : next_trigger(j->mission, "schedule");
+  w->done = false;
+  rqi_metrics_run_started(j->name, rq_now_ms());
+  if (spawn_blocked(&w->thread, worker_main, w) != 0) {
+    RqLogCtx ctx = { j->name, NULL, NULL, NULL };
+    rq_log(RQ_LOG_ERROR, &ctx, "%s: cannot start a thread for the run: "
+           "%s", j->name, strerror(errno));
+    rqi_metrics_run_ended(j->name, RQ_MET_FAILED, 0, rq_now_ms());
+    rqi_sched_ended(d->s, a->job, RQ_END_FAILED, rq_now_ms());
+    return -1;
+  }
+  w->used = true;
+  log_next(d, j, false);
+  return 0;
+}
+
+/* The scheduler loop (§9): due runs start on worker threads; the main
+ * thread sleeps in poll() until the next due time (at most
+ * --check-interval), a run's end or a signal.  Returns 0. */
+static int run_daemon(const Cli *cli, const char *const *files,
+                      const RqMissionDef *missions, RqScheduler *s)
+{
+  Daemon d = { cli, files, missions, s, NULL, NULL };
+  size_t cap = s->n * 2 + (size_t)s->max_parallel;
+  RqSchedAction *acts = rq_calloc(cap, sizeof *acts);
+  double now = rq_now_ms();
+
+  d.workers = rq_calloc((size_t)s->max_parallel, sizeof *d.workers);
+  d.deferred = rq_calloc(s->n + 1, sizeof *d.deferred);
+  rq_log(RQ_LOG_INFO, NULL, "Starting Reqon daemon");
+  rq_log(RQ_LOG_INFO, NULL, "Loaded %zu missions", s->n);
+  rqi_sched_begin(s, now);
+  for (size_t i = 0; i < s->n; i++)
+    log_next(&d, &s->jobs[i], true);
+  rqi_health_set_ready(RQ_READY_UP);
+  while (!g_shutdown) {
+    size_t n;
+    double at;
+    double wait;
+    bool started = false;
+    reap(&d);
+    /* SIGHUP reloads between runs (§10.5): hold new runs until the
+     * running ones end, since the environment is process-wide. */
+    if (g_hup && s->running == 0)
+      check_hup();
+    now = rq_now_ms();
+    n = rqi_sched_step(s, now, !g_hup, acts, cap);
+    for (size_t i = 0; i < n; i++) {
+      RqSchedJob *j = &s->jobs[acts[i].job];
+      if (acts[i].kind == RQ_SA_SKIP) {
+        RqLogCtx ctx = { j->name, NULL, NULL, NULL };
+        rq_log(RQ_LOG_INFO, &ctx, acts[i].waiting ?
+               "%s: skipped: previous run still waiting to start" :
+               "%s: skipped: previous run still in progress", j->name);
+        rqi_metrics_run_skipped(j->name);
+      } else if (start_run(&d, &acts[i]) == 0) {
+        started = true;
+      }
+    }
+    /* §10.2: scheduler decisions are logged; a due run that has to
+     * wait is one (once per waiting run). */
+    for (size_t i = 0; i < s->n; i++) {
+      RqSchedJob *j = &s->jobs[i];
+      if (j->pending && !d.deferred[i]) {
+        RqLogCtx ctx = { j->name, NULL, NULL, NULL };
+        if (j->running >= j->max_concurrency)
+          rq_log(RQ_LOG_INFO, &ctx, "%s: deferred: previous run still "
+                 "in progress", j->name);
+        else
+          rq_log(RQ_LOG_INFO, &ctx, "%s: waiting: %d runs in progress "
+                 "(--max-parallel)", j->name, s->running);
+      }
+      d.deferred[i] = j->pending;
+    }
+    if (started)
+      rqi_sched_state_write(s, now);
+    wait = rqi_opts.check_interval_ms;
+    if (rqi_sched_wake_at(s, &at) && at - now < wait)
+      wait = at - now;
+    if (n == 0 || wait > 0)
+      wait_ms(wait);
+  }
+  /* §10.5: no new runs; the running ones get --shutdown-timeout seconds
+   * (the alarm of on_stop), then rqi_stop_requested cancels them. */
+  rqi_health_set_ready(RQ_READY_DRAINING);
   rq_log(RQ_LOG_INFO, NULL, "Shutting down");
+  reap(&d);
+  if (s->running > 0)
+    rq_log(RQ_LOG_INFO, NULL, "waiting for %d running mission%s", s->running,
+           s->running == 1 ? "" : "s");
+  while (s->running > 0) {
+    if (reap(&d) == 0)
+      wait_ms(rqi_opts.check_interval_ms);
+  }
+  rq_free(d.workers);
+  rq_free(d.deferred);
+  rq_free(acts);
   return 0;
 }
 
@@ -907,9 +1141,12 @@ int rq_daemon_main(int argc, char **argv, const char *const *files,
                    size_t n_files, const RqMissionDef *missions,
                    size_t n_missions)
 {
-  Cli cli = { .log_level = -1, .log_format = -1 };
-  Job *jobs = NULL;
-  size_t n_jobs = 0;
+  Cli cli = { .log_level = -1, .log_format = -1, .health_port = -1,
+              .metrics_port = -1 };
+  RqScheduler sched = { NULL, 0, 4, 0, NULL };
+  RqHealthServer *servers[2] = { NULL, NULL };
+  const char **names = NULL;
+  bool metrics_up = false;
   bool http_up = false;
   bool auth_up = false;
   bool locked = false;
@@ -938,25 +1175,38 @@ int rq_daemon_main(int argc, char **argv, const char *const *files,
                     cli.log_format == 1, cli.log_utc);
   rqi_util_init();
 
+  /* Every scheduled mission's zone and expression, checked before
+   * anything starts (§9.2: an unknown timezone is exit 3). */
+  sched.jobs = rq_calloc(n_missions + 1, sizeof *sched.jobs);
+  sched.max_parallel = rqi_opts.max_parallel;
+  if (!rqi_opts.once)
+    for (size_t i = 0; i < n_missions; i++) {
+      char err[256];
+      int rc;
+      if (!is_selected(&cli, i) ||
+          missions[i].schedule.kind == RQ_SCHED_NONE)
+        continue;
+      rc = rqi_sched_job_init(&sched.jobs[sched.n], &missions[i], i, err,
+                              sizeof err);
+      if (rc != 0) {
+        RqLogCtx ctx = { missions[i].name, NULL, NULL, NULL };
+        rq_log(RQ_LOG_ERROR, &ctx, "%s: %s", missions[i].name, err);
+        code = rc == RQ_SCHED_EBADZONE ? 3 : 2;
+        goto out;
+      }
+      sched.n++;
+    }
   if (cli.list) {
     /* Read-only: works while a daemon holds the data directory. */
-    list_missions(&cli, missions, n_missions);
+    json_t *doc = rqi_sched_state_read();
+    rqi_sched_restore(&sched, doc);
+    json_decref(doc);
+    rqi_sched_begin(&sched, rq_now_ms());
+    list_missions(&cli, missions, n_missions, &sched);
     goto out;
   }
   if (!rqi_opts.once) {
-    jobs = rq_calloc(n_missions + 1, sizeof *jobs);
-    for (size_t i = 0; i < n_missions; i++) {
-      RqLogCtx ctx = { missions[i].name, NULL, NULL, NULL };
-      if (!is_selected(&cli, i))
-        continue;
-      if (missions[i].schedule.kind == RQ_SCHED_EVERY) {
-        jobs[n_jobs].idx = i;
-        jobs[n_jobs++].m = &missions[i];
-      } else if (missions[i].schedule.kind != RQ_SCHED_NONE)
-        rq_log(RQ_LOG_WARN, &ctx, "%s: only `every` schedules are "
-               "supported yet; not scheduled", missions[i].name);
-    }
-    if (n_jobs == 0) {
+    if (sched.n == 0) {
       fprintf(stderr, PROG ": no scheduled missions; use --once\n");
       code = 2;
       goto out;
@@ -989,7 +1239,7 @@ int rq_daemon_main(int argc, char **argv, const char *const *files,
   g_resume = rq_calloc(n_missions + 1, sizeof *g_resume);
   for (size_t i = 0; i < n_missions; i++)
     if (is_selected(&cli, i) &&
-        (rqi_opts.once || missions[i].schedule.kind == RQ_SCHED_EVERY)) {
+        (rqi_opts.once || missions[i].schedule.kind != RQ_SCHED_NONE)) {
       rqi_auth_check_mission(&missions[i]);
       /* A run left "running" by a crash, or "interrupted", is resumed by
        * the mission's next run with --resume, else closed as failed
@@ -1004,13 +1254,80 @@ int rq_daemon_main(int argc, char **argv, const char *const *files,
     goto out;
   }
 
-  if (rqi_opts.once)
+  if (!rqi_opts.once) {
+    /* A restart neither replays a run nor forgets one (§9.5). */
+    json_t *doc = rqi_sched_state_read();
+    rqi_sched_restore(&sched, doc);
+    json_decref(doc);
+  }
+  /* Metrics and /health list the missions of this process (§10.3). */
+  {
+    size_t n_names = 0;
+    size_t n_src = 0;
+    const char **srcs;
+    names = rq_calloc(n_missions + 1, sizeof *names);
+    for (size_t i = 0; i < n_missions; i++)
+      if (is_selected(&cli, i) &&
+          (rqi_opts.once || missions[i].schedule.kind != RQ_SCHED_NONE)) {
+        names[n_names++] = missions[i].name;
+        n_src += missions[i].n_sources;
+      }
+    srcs = rq_calloc(n_src + 1, sizeof *srcs);
+    n_src = 0;
+    for (size_t i = 0; i < n_missions; i++) {
+      if (!is_selected(&cli, i) ||
+          (!rqi_opts.once && missions[i].schedule.kind == RQ_SCHED_NONE))
+        continue;
+      for (size_t k = 0; k < missions[i].n_sources; k++) {
+        const char *sn = missions[i].sources[k].name;
+        bool seen = false;
+        for (size_t q = 0; q < n_src && !seen; q++)
+          seen = strcmp(srcs[q], sn) == 0;
+        if (!seen)
+          srcs[n_src++] = sn;
+      }
+    }
+    rqi_metrics_init(names, n_names, srcs, n_src);
+    rq_free(srcs);
+    metrics_up = true;
+  }
+  if (cli.health_port >= 0 || cli.metrics_port >= 0) {
+    char err[512];
+    sigset_t set, old;
+    int rc;
+    /* The listener threads must not take the daemon's signals. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGALRM);
+    pthread_sigmask(SIG_BLOCK, &set, &old);
+    rc = rqi_health_start_ports(cli.listen_addr, cli.health_port,
+                                cli.metrics_port, servers, err,
+                                sizeof err);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+      rq_log(RQ_LOG_ERROR, NULL, "%s", err);
+      code = 4;
+      goto out;
+    }
+  }
+
+  if (rqi_opts.once) {
+    rqi_health_set_ready(RQ_READY_UP);
     code = run_once(&cli, files, missions, n_missions);
-  else
-    code = run_daemon(&cli, files, jobs, n_jobs);
+  } else {
+    code = run_daemon(&cli, files, missions, &sched);
+  }
 
 out:
   alarm(0);                     /* the shutdown timeout is moot now */
+  rqi_health_set_ready(RQ_READY_DRAINING);
+  rqi_health_stop(servers[1]);
+  rqi_health_stop(servers[0]);
+  if (metrics_up)
+    rqi_metrics_cleanup();
+  rq_free(names);
   /* Clean shutdown frees everything, so LeakSanitizer stays quiet. */
   rqi_store_shutdown();
   rqi_state_shutdown();
@@ -1021,7 +1338,7 @@ out:
   if (http_up)
     rqi_http_global_cleanup();
   rqi_log_shutdown();
-  rq_free(jobs);
+  rqi_sched_free(&sched);
   rq_free(g_resume);
   g_resume = NULL;
   if (g_wake[0] >= 0) {

@@ -17,6 +17,8 @@
  * region can roll back to a mark in time proportional to the entries it
  * finds, without copying them all up front (rqi_checkpoint_rollback).
  *
+ * A commit also sets reqon_sync_checkpoint_timestamp_seconds (§10.4).
+ *
  * The lock is an flock on <data>/.lock held for the life of the process;
  * the file holds the owner's pid for the "in use" message.
  */
@@ -28,6 +30,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 #include "rq_internal.h"
+#include "rq_metrics.h"
 
 typedef struct CpFile {
   char *mission;
@@ -206,11 +209,16 @@ int rqi_checkpoint_commit(RqRun *run)
         break;
     json_decref(f->doc);
     f->doc = doc;
-    json_object_foreach(run->candidates, key, c)
+    json_object_foreach(run->candidates, key, c) {
       rq_log(RQ_LOG_DEBUG, &ctx, "%s/%s: checkpoint %s = %s", mission,
              run->action ? run->action : "-", key,
              json_string_value(json_object_get(json_object_get(doc, key),
                                                "syncedAt")));
+      /* reqon_sync_checkpoint_timestamp_seconds (§10.4): committed
+       * checkpoints only, like the file. */
+      rqi_metrics_checkpoint(mission, key,
+                             json_number_value(json_object_get(c, "ms")));
+    }
   }
   pthread_mutex_unlock(&g_cp_mu);
   rq_free(path);

@@ -10,7 +10,7 @@
 # Exit status: 0 only when nothing failed.
 set -u
 dir=${1:-build/test-results}
-expected="unit golden e2e conformance examples install secrets crash"
+expected="unit golden e2e conformance examples install secrets crash daemon-probes"
 
 total_p=0
 total_f=0
