@@ -64,6 +64,8 @@ $(GEN)/reqon.lex.o: $(GEN)/reqon.lex.c $(GEN)/reqon.tab.h compiler/reqonc.h
 	$(V)$(CC) $(GEN_CFLAGS) -c -o $@ $<
 
 # ---- compiler
+# cc.c bakes the link flags in: rebuild it when they change here.
+$(BUILD)/compiler/cc.o: Makefile
 # The generated daemons must be built with the same sanitizer flags as the
 # runtime library they link against, so reqonc remembers them.
 $(BUILD)/compiler/%.o: compiler/%.c $(GEN)/reqon.tab.h $(GEN)/reqon.lex.h

@@ -932,7 +932,7 @@ typedef struct {
  * logs it (§10.2: with its date when it is not today). */
 static void log_next(const Daemon *d, const RqSchedJob *j, bool log)
 {
-  RqLogCtx ctx = { j->name, NULL, NULL, NULL };
+  RqLogCtx ctx = { .mission = j->name };
   char when[40];
   double next = j->next_ms;
   bool has = j->has_next;
@@ -979,11 +979,11 @@ static int reap(Daemon *d)
                           w->res.duration_ms, now);
     delay = rqi_sched_ended(d->s, w->job, w->res.status, now);
     if (delay >= 0) {
-      RqLogCtx ctx = { j->name, NULL, NULL, NULL };
+      RqLogCtx ctx = { .mission = j->name };
       rq_log(RQ_LOG_INFO, &ctx, "%s: retry %d of %d in %.0fs", j->name,
              j->consecutive_failures, j->retry_max, delay / 1000.0);
     } else if (w->res.status == 1 && j->has_retry) {
-      RqLogCtx ctx = { j->name, NULL, NULL, NULL };
+      RqLogCtx ctx = { .mission = j->name };
       rq_log(RQ_LOG_INFO, &ctx, "%s: no retry: %d consecutive failures "
              "(maxRetries %d)", j->name, j->consecutive_failures,
              j->retry_max);
@@ -1015,7 +1015,7 @@ static int start_run(Daemon *d, const RqSchedAction *a)
   w->done = false;
   rqi_metrics_run_started(j->name, rq_now_ms());
   if (spawn_blocked(&w->thread, worker_main, w) != 0) {
-    RqLogCtx ctx = { j->name, NULL, NULL, NULL };
+    RqLogCtx ctx = { .mission = j->name };
     rq_log(RQ_LOG_ERROR, &ctx, "%s: cannot start a thread for the run: "
            "%s", j->name, strerror(errno));
     rqi_metrics_run_ended(j->name, RQ_MET_FAILED, 0, rq_now_ms());
@@ -1061,7 +1061,7 @@ static int run_daemon(const Cli *cli, const char *const *files,
     for (size_t i = 0; i < n; i++) {
       RqSchedJob *j = &s->jobs[acts[i].job];
       if (acts[i].kind == RQ_SA_SKIP) {
-        RqLogCtx ctx = { j->name, NULL, NULL, NULL };
+        RqLogCtx ctx = { .mission = j->name };
         rq_log(RQ_LOG_INFO, &ctx, acts[i].waiting ?
                "%s: skipped: previous run still waiting to start" :
                "%s: skipped: previous run still in progress", j->name);
@@ -1075,7 +1075,7 @@ static int run_daemon(const Cli *cli, const char *const *files,
     for (size_t i = 0; i < s->n; i++) {
       RqSchedJob *j = &s->jobs[i];
       if (j->pending && !d.deferred[i]) {
-        RqLogCtx ctx = { j->name, NULL, NULL, NULL };
+        RqLogCtx ctx = { .mission = j->name };
         if (j->running >= j->max_concurrency)
           rq_log(RQ_LOG_INFO, &ctx, "%s: deferred: previous run still "
                  "in progress", j->name);
@@ -1189,7 +1189,7 @@ int rq_daemon_main(int argc, char **argv, const char *const *files,
       rc = rqi_sched_job_init(&sched.jobs[sched.n], &missions[i], i, err,
                               sizeof err);
       if (rc != 0) {
-        RqLogCtx ctx = { missions[i].name, NULL, NULL, NULL };
+        RqLogCtx ctx = { .mission = missions[i].name };
         rq_log(RQ_LOG_ERROR, &ctx, "%s: %s", missions[i].name, err);
         code = rc == RQ_SCHED_EBADZONE ? 3 : 2;
         goto out;

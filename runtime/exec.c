@@ -209,6 +209,7 @@ static void ensure_err(RqRun *run, RqAt at, int rc)
 
 static void log_ctx(const RqRun *run, const char *at, RqLogCtx *ctx)
 {
+  memset(ctx, 0, sizeof(*ctx));
   ctx->mission = run->m->name;
   ctx->execution = run->exec_id;
   ctx->action = run->action;
@@ -228,6 +229,8 @@ static void log_failure(RqRun *run, const char *label, RqAt at)
   run->err_label = label;
   rqi_exec_format_at(run, at, pos, sizeof(pos));
   log_ctx(run, pos, &ctx);
+  ctx.step = label;
+  ctx.error = run->err;
   if(run->action)
     rq_log(RQ_LOG_ERROR, &ctx, "%s/%s: %s at %s: %s", run->m->name,
            run->action, label ? label : "step", pos, run->err);

@@ -1141,6 +1141,7 @@ static void log_attempt(Call *c, int page, int attempt,
   RqRun *run = c->env->run;
   char pg[32] = "", at[32] = "", it[32] = "", st[300];
   char *path;
+  RqLogCtx ctx = c->ctx;
 
   if(RQ_LOG_DEBUG < rqi_log_level)
     return;
@@ -1155,7 +1156,19 @@ static void log_attempt(Call *c, int page, int attempt,
   else
     snprintf(st, sizeof(st), " error=\"%s\"", rs->error);
   path = rqi_log_redact(c->bare);
-  rq_log(RQ_LOG_DEBUG, &c->ctx, "%s/%s: %s %s%s%s%s%s (%.0fms)",
+  /* The JSON format's keys of §10.2 for an HTTP attempt. */
+  ctx.step = c->st->method;
+  ctx.source = c->src->name;
+  ctx.method = c->st->method;
+  ctx.path = path;
+  ctx.status = rs->status;
+  ctx.attempt = attempt;
+  ctx.duration_ms = rs->elapsed_ms;
+  ctx.has_duration = true;
+  ctx.records = items;
+  ctx.has_records = items >= 0;
+  ctx.error = rs->status ? NULL : rs->error;
+  rq_log(RQ_LOG_DEBUG, &ctx, "%s/%s: %s %s%s%s%s%s (%.0fms)",
          run->m->name, run->action ? run->action : "-", c->st->method,
          path, pg, at, st, it, rs->elapsed_ms);
   rq_free(path);

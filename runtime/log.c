@@ -783,6 +783,25 @@ static char *json_line(int level, const RqLogCtx *ctx, const char *msg,
     json_object_set_new(o, "execution", utf8_string(ctx->execution));
   if(ctx && ctx->action)
     json_object_set_new(o, "action", utf8_string(ctx->action));
+  if(ctx && ctx->step)
+    json_object_set_new(o, "step", utf8_string(ctx->step));
+  if(ctx && ctx->source)
+    json_object_set_new(o, "source", utf8_string(ctx->source));
+  if(ctx && ctx->method)
+    json_object_set_new(o, "method", utf8_string(ctx->method));
+  if(ctx && ctx->path)
+    json_object_set_new(o, "path", utf8_string(ctx->path));
+  if(ctx && ctx->status)
+    json_object_set_new(o, "status", json_integer(ctx->status));
+  if(ctx && ctx->attempt)
+    json_object_set_new(o, "attempt", json_integer(ctx->attempt));
+  if(ctx && ctx->has_duration)
+    json_object_set_new(o, "duration_ms",
+                        json_integer((json_int_t)(ctx->duration_ms + 0.5)));
+  if(ctx && ctx->has_records)
+    json_object_set_new(o, "records", json_integer(ctx->records));
+  if(ctx && ctx->error)
+    json_object_set_new(o, "error", utf8_string(ctx->error));
   if(ctx && ctx->at)
     json_object_set_new(o, "at", utf8_string(ctx->at));
   dump = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);

@@ -4,17 +4,31 @@
 #ifndef RQ_LOG_H
 #define RQ_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef enum { RQ_LOG_DEBUG, RQ_LOG_INFO, RQ_LOG_WARN, RQ_LOG_ERROR }
   RqLogLevel;
 
-/* Optional structured context of a line (JSON format keys). */
+/* Optional structured context of a line: the JSON format's keys after
+ * `message`, in the order of SPEC §10.2.  Zero means absent for every
+ * field, so a designated initializer or a memset is a valid context. */
 typedef struct {
   const char *mission;
   const char *execution;
   const char *action;
   const char *at;        /* "file:line:col" */
+  const char *step;      /* the step's label: "get", "store", ... */
+  const char *source;
+  const char *method;
+  const char *path;      /* redacted before it is put here */
+  int status;            /* HTTP status */
+  int attempt;
+  double duration_ms;
+  bool has_duration;
+  long records;
+  bool has_records;
+  const char *error;
 } RqLogCtx;
 
 extern int rqi_log_level;            /* lines below it are dropped */

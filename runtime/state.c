@@ -73,7 +73,7 @@ static json_t *cp_doc(const char *mission)
     doc = json_loadfd(fd, JSON_ALLOW_NUL, &je);
     close(fd);
     if (!json_is_object(doc)) {
-      RqLogCtx ctx = { mission, NULL, NULL, NULL };
+      RqLogCtx ctx = { .mission = mission };
       rq_log(RQ_LOG_WARN, &ctx, "%s: checkpoint file %s is corrupt (%s); "
              "starting without checkpoints", mission, path,
              doc ? "not an object" : je.text);
@@ -81,7 +81,7 @@ static json_t *cp_doc(const char *mission)
       doc = NULL;
     }
   } else if (errno != ENOENT) {
-    RqLogCtx ctx = { mission, NULL, NULL, NULL };
+    RqLogCtx ctx = { .mission = mission };
     rq_log(RQ_LOG_WARN, &ctx, "%s: cannot read checkpoint file %s: %s",
            mission, path, strerror(errno));
   }
@@ -169,7 +169,8 @@ static const char *exec_id(RqRun *run)
 int rqi_checkpoint_commit(RqRun *run)
 {
   const char *mission = run->m->name;
-  RqLogCtx ctx = { mission, exec_id(run), run->action, NULL };
+  RqLogCtx ctx = { .mission = mission, .execution = exec_id(run),
+                   .action = run->action };
   json_t *doc;
   json_t *c;
   const char *key;

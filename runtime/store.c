@@ -372,7 +372,7 @@ json_t *rqi_store_lookup(RqStore *st, const char *key)
 static int output_store(RqRun *run, const char *dir, int idx)
 {
   const RqMissionDef *m = run->m;
-  RqLogCtx ctx = { m->name, run->exec_id, NULL, NULL };
+  RqLogCtx ctx = { .mission = m->name, .execution = run->exec_id };
   const char *name = store_name(m, idx);
   char err[600];
   RqStore *st = store_get(run, idx, err, sizeof err);

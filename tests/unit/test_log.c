@@ -142,7 +142,8 @@ static void test_redact_headers(void)
  * whose JSON form escapes characters, and in the context values. */
 static void test_line_redaction(void)
 {
-  RqLogCtx ctx = { "M", NULL, NULL, "m.reqon:1:1?token=ctx-secret" };
+  RqLogCtx ctx = { .mission = "M",
+                   .at = "m.reqon:1:1?token=ctx-secret" };
   char *out;
 
   rqi_log_configure(RQ_LOG_INFO, 0, 1);
@@ -188,7 +189,8 @@ static void test_text_format(void)
 
 static void test_json_format(void)
 {
-  RqLogCtx ctx = { "M", "exec_1_abc", "Fetch", "m.reqon:3:5" };
+  RqLogCtx ctx = { .mission = "M", .execution = "exec_1_abc",
+                   .action = "Fetch", .at = "m.reqon:3:5" };
   json_error_t err;
   json_t *o;
   const char *key;
@@ -277,7 +279,7 @@ static void test_concurrent(void)
  * text line is one line even when the message holds newlines. */
 static void test_awkward_messages(void)
 {
-  RqLogCtx ctx = { "M", NULL, NULL, NULL };
+  RqLogCtx ctx = { .mission = "M" };
   json_error_t err;
   json_t *o;
   char *out;
