@@ -29,6 +29,7 @@
 #include <time.h>
 #include "rq_internal.h"
 #include "rq_limit.h"
+#include "rq_metrics.h"
 
 #define CONNECT_TIMEOUT_MS 10000L
 #define DEFAULT_TIMEOUT_MS 30000.0
@@ -1264,6 +1265,8 @@ static int fetch_page(Call *c, const json_t *query, int page, Page *pg)
     if(c->first_ms == 0)
       c->first_ms = rq_now_ms();
     if(rqi_http_send(&rq, &rs) != 0) {
+      if(!rs.interrupted)
+        rqi_metrics_http_attempt(c->src->name, st->method, 0);
       /* An interrupted or oversized transfer says nothing about the
        * server's health. */
       rqi_breaker_leave(c->src, &c->ctx, adm,
@@ -1280,6 +1283,7 @@ static int fetch_page(Call *c, const json_t *query, int page, Page *pg)
       }
       else {
         rqi_http_response_free(&rs);
+        rqi_metrics_http_retry(c->src->name);
         if(sleep_ms(backoff_ms(&st->retry, attempt)) != 0) {
           rc = -RQ_E_INTERRUPT;
           break;
@@ -1289,6 +1293,7 @@ static int fetch_page(Call *c, const json_t *query, int page, Page *pg)
       rqi_http_response_free(&rs);
       break;
     }
+    rqi_metrics_http_attempt(c->src->name, st->method, rs.status);
     rqi_breaker_leave(c->src, &c->ctx, adm,
                       rqi_cb_classify(rs.status, false));
     t_resp = rq_now_ms();
@@ -1318,6 +1323,7 @@ static int fetch_page(Call *c, const json_t *query, int page, Page *pg)
     if(retry) {
       log_attempt(c, page, attempt, &rs, -1);
       rqi_http_response_free(&rs);
+      rqi_metrics_http_retry(c->src->name);
       if(rs.status == 429 && ra >= 0) {
         /* Retry-After replaces the backoff, capped by maxWait. */
         if(ra > max_wait) {

@@ -28,6 +28,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "rq_internal.h"
+#include "rq_metrics.h"
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static RqStore *g_files;          /* file/nosql instances, by path */
@@ -314,6 +315,11 @@ int rqi_store_unit_commit(const RqEnv *env, RqAt at, RqStore *st,
   if (write_errno)
     return rq_fail(env, at, "store %s: cannot write %s: %s", name,
                    st->id, strerror(write_errno));
+  /* reqon_records_written_total (§10.4): every record of the step,
+   * changed or not, as the step wrote them. */
+  if (!rqi_opts.dry_run && env->run)
+    rqi_metrics_records_written(env->run->m->name, name,
+                                json_object_size(u->staged));
   return 0;
 }
 

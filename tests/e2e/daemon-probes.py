@@ -234,6 +234,20 @@ def scenario(build, work, c):
         c.check(metric(text, 'reqon_mission_runs_total{mission="Slow",'
                        'status="success"}') == 0,
                 "Slow finished a run too early (its GET takes 3 s)")
+        # Fed by http.c and store.c: each completed Fast run sent one
+        # GET answered 200 and wrote one record.
+        fast_ok = metric(text, 'reqon_mission_runs_total{mission="Fast",'
+                         'status="success"}') or 0
+        gets = metric(text, 'reqon_http_requests_total{source="API",'
+                      'method="GET",code="200"}') or 0
+        c.check(gets >= fast_ok, "http_requests_total %r < %r Fast runs"
+                % (gets, fast_ok))
+        recs = metric(text, 'reqon_records_written_total{mission="Fast",'
+                      'store="out"}') or 0
+        c.check(recs >= fast_ok, "records_written_total %r < %r Fast runs"
+                % (recs, fast_ok))
+        c.check(metric(text, 'reqon_circuit_state{source="API"}') == 0,
+                "circuit_state of API not 0 (closed)")
 
         # Wait for Slow's SECOND run (its first ended), then SIGTERM.
         def second_slow():
