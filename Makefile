@@ -131,7 +131,7 @@ test-daemon-probes: all $(BUILD)/fakeapi
 missions: all
 	$(V)$(BUILD)/reqonc missions/ -o $(BUILD)/syncd
 
-bench: all
+bench: all $(BUILD)/fakeapi
 	$(V)$(TEST_ENV) sh tests/bench.sh
 
 install: all
