@@ -23,8 +23,7 @@
  * clear error instead of being silently ignored.  When the runtime learns
  * one, flip its flag to false: the code below already checks and
  * normalises them all, except that 'call' and 'from' still need the
- * OpenAPI loader (§4.13) and 'wait' options have no typed struct in
- * reqonc.h yet (they are only checked). */
+ * OpenAPI loader (§4.13). */
 typedef enum {
   F_WAIT, F_CALL, F_FROM, F_SQL, F_POSTGREST, F_OAUTH2, F_RATELIMIT,
   F_CIRCUIT, F_VALIDATE_RESPONSES, F_CRON, F_AT, F_TIMEZONE, F_MAXCONC,
@@ -36,7 +35,7 @@ static const struct {
   const char *what;   /* subject and verb of the message */
   bool unsupported;
 } features[F_COUNT] = {
-  [F_WAIT] = { "'wait' steps are", true },
+  [F_WAIT] = { "'wait' steps are", false },
   [F_CALL] = { "'call' steps are", true },
   [F_FROM] = { "OpenAPI sources ('from') are", true },
   [F_SQL] = { "sql stores are", true },
@@ -54,7 +53,7 @@ static const struct {
   [F_RETRY] = { "the 'retry' directive is", false },
   [F_QUEUE] = { "the 'queue' directive is", false },
   [F_JUMP] = { "the 'jump' directive is", false },
-  [F_WEBHOOKURL] = { "webhookUrl() is", true },
+  [F_WEBHOOKURL] = { "webhookUrl() is", false },
 };
 
 /* ------------------------------------------------------------ builtins */
@@ -1342,23 +1341,37 @@ static void check_store_step(Ck *k, Node *s)
 
 static void check_wait(Ck *k, Node *s)
 {
+  WaitOpts *w = arena_alloc(k->c->arena, sizeof *w);
+
+  s->wait = w;
+  w->timeout_ms = 300000;
+  w->expected = 1;
+  retry_defaults(&w->retry);
   unsupported(k, F_WAIT, s->loc);
   for (Node *e = opt_entries(k, s->opts, "wait"); e; e = e->next) {
     double d;
     const char *str;
-    RetryOpts r;
     if (!opt_entry_ok(k, e, "wait"))
       continue;
-    if (streq(e->name, "timeout"))
-      val_duration(k, e, 1, &d);
-    else if (streq(e->name, "path"))
-      val_string(k, e, &str);
-    else if (streq(e->name, "expectedEvents"))
-      val_number(k, e, 1, true, &d);
-    else if (streq(e->name, "eventFilter"))
+    if (streq(e->name, "timeout")) {
+      if (val_duration(k, e, 1, &d))
+        w->timeout_ms = d;
+    } else if (streq(e->name, "path")) {
+      /* The listener matches the request path exactly, without query
+       * or fragment: a path that cannot match would wait in vain. */
+      if (val_string(k, e, &str)) {
+        if (!str[0] || strcspn(str, "?# \t\r\n") != strlen(str))
+          diag_error(k->c, val_at(e), "invalid wait path '%s'", str);
+        else
+          w->path = str;
+      }
+    } else if (streq(e->name, "expectedEvents")) {
+      val_int(k, e, 1, &w->expected);
+    } else if (streq(e->name, "eventFilter")) {
+      w->filter = e->a;
       check_expr(k, e->a);
-    else if (streq(e->name, "retry") || streq(e->name, "retryOnTimeout"))
-      norm_retry(k, e->a, &r);
+    } else if (streq(e->name, "retry") || streq(e->name, "retryOnTimeout"))
+      norm_retry(k, e->a, &w->retry);
     else if (streq(e->name, "storage")) {
       Node *v = e->a;
       const char *target = NULL;
@@ -1379,9 +1392,10 @@ static void check_wait(Ck *k, Node *s)
               diag_error(k->c, val_at(o), "storage target must be a store "
                          "name");
             }
-          } else if (streq(o->name, "key"))
+          } else if (streq(o->name, "key")) {
+            w->storage_key = o->a;
             check_expr(k, o->a);
-          else
+          } else
             unknown_option(k, "storage", o, storage_keys);
         }
         if (!has_target)

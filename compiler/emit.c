@@ -52,6 +52,9 @@ typedef struct {
   const char *prefix; /* "rqm_<Mission>_" */
   Mission *m;
   int counter;        /* per-output counter for unique symbol numbers */
+  unsigned wait_n;    /* wait steps of the mission numbered so far */
+  const char **wait_paths; /* the mission's static wait paths (arena) */
+  size_t n_wait_paths;
 } Emit;
 
 /* State of the function being generated. */
@@ -979,6 +982,7 @@ typedef struct {
   size_t n_assumes;
   const char *arms;
   size_t n_arms;
+  unsigned wait_n;
 } StepParts;
 
 static const char *gen_assumes(Emit *e, const Node *list, size_t *count)
@@ -1279,6 +1283,21 @@ static bool stream_ok(const Emit *e, const Node *st)
   }
 }
 
+/* Adds path to the mission's static wait paths (once each). */
+static void add_wait_path(Emit *e, const char *path)
+{
+  for(size_t i = 0; i < e->n_wait_paths; i++) {
+    if(strcmp(e->wait_paths[i], path) == 0)
+      return;
+  }
+  const char **v = arena_alloc(e->c->arena,
+                               (e->n_wait_paths + 1) * sizeof *v);
+  if(e->n_wait_paths)
+    memcpy(v, e->wait_paths, e->n_wait_paths * sizeof *v);
+  v[e->n_wait_paths++] = path;
+  e->wait_paths = v;
+}
+
 /* Generates the sub-tables of one step into *p. */
 static void gen_step_parts(Emit *e, const Node *st, StepParts *p)
 {
@@ -1342,6 +1361,19 @@ static void gen_step_parts(Emit *e, const Node *st, StepParts *p)
   case ND_DIRECTIVE:
     p->message = st->a ? gen_function(e, st->a, "abort message") : "NULL";
     break;
+  case ND_WAIT: {
+    const WaitOpts *wo = st->wait;
+    if(!wo)
+      emit_bug("wait step without normalised options");
+    /* Numbered here, in source order (nested lists are generated while
+     * their owner's parts are), for the default path of §4.14. */
+    p->wait_n = ++e->wait_n;
+    p->where = opt_fn(e, wo->filter, "wait eventFilter");
+    p->key = opt_fn(e, wo->storage_key, "wait storage key");
+    if(wo->path)
+      add_wait_path(e, wo->path);
+    break;
+  }
   default:
     emit_bug("step kind not supported by emit");
   }
@@ -1362,6 +1394,7 @@ static void emit_step(Emit *e, Str *s, const Node *st, const StepParts *p)
   case ND_MATCH: STR_LIT(s, "RQ_ST_MATCH"); break;
   case ND_LET: STR_LIT(s, "RQ_ST_LET"); break;
   case ND_DIRECTIVE: STR_LIT(s, "RQ_ST_DIRECTIVE"); break;
+  case ND_WAIT: STR_LIT(s, "RQ_ST_WAIT"); break;
   default: emit_bug("step kind");
   }
   STR_LIT(s, ",\n    .at = ");
@@ -1369,8 +1402,9 @@ static void emit_step(Emit *e, Str *s, const Node *st, const StepParts *p)
   STR_LIT(s, ",\n    .label = ");
   emit_cstr0(s, step_label(st));
   STR_LIT(s, ",\n");
-  if(st->kind != ND_STORESTEP && !(st->kind == ND_DIRECTIVE && st->decl &&
-                                    strcmp(st->word, "queue") == 0))
+  if(st->kind != ND_STORESTEP && st->kind != ND_WAIT &&
+     !(st->kind == ND_DIRECTIVE && st->decl &&
+       strcmp(st->word, "queue") == 0))
     STR_LIT(s, "    .store = -1,\n");
   if(st->kind != ND_STORESTEP)
     STR_LIT(s, "    .partial = -1,\n");
@@ -1490,6 +1524,22 @@ static void emit_step(Emit *e, Str *s, const Node *st, const StepParts *p)
                                                               : "false");
     }
     break;
+  case ND_WAIT: {
+    const WaitOpts *wo = st->wait;
+    STR_LIT(s, "    .wait_path = ");
+    emit_cstr0(s, wo->path);
+    str_printf(s, ",\n    .wait_n = %u,\n    .wait_timeout_ms = %.17g,\n"
+               "    .wait_expected = %d,\n", p->wait_n, wo->timeout_ms,
+               wo->expected);
+    str_printf(s, "    .where = %s,\n    .store = %d,\n    .key = %s,\n",
+               p->where, st->decl ? st->decl->index : -1, p->key);
+    if(wo->retry.given) {
+      STR_LIT(s, "    .retry = ");
+      emit_retry(s, &wo->retry);
+      STR_LIT(s, ",\n");
+    }
+    break;
+  }
   default:
     emit_bug("step kind");
   }
@@ -1848,6 +1898,7 @@ static void use_walk(Emit *e, StoreUse *u, const Node *n)
         mark_store(u->reads, m, n->decl);
       break;
     case ND_STORESTEP:
+    case ND_WAIT:                /* storage: target */
       mark_store(u->writes, m, n->decl);
       break;
     case ND_DIRECTIVE:
@@ -1968,6 +2019,9 @@ static void gen_mission(Emit *e, Mission *m, Str *defs)
   e->prefix = arena_strndup(e->c->arena, prefix.data, prefix.len);
   free(prefix.data);
   e->m = m;
+  e->wait_n = 0;
+  e->wait_paths = NULL;
+  e->n_wait_paths = 0;
 
   str_printf(&e->tables, "/* ---- mission %s (", m->name);
   emit_where(e, &e->tables, m->decl->loc);
@@ -1982,6 +2036,18 @@ static void gen_mission(Emit *e, Mission *m, Str *defs)
   const char *lets = gen_lets(e, m, &n_lets);
   const char *stages = gen_stages(e, m);
   const char *stage_stores = gen_stage_stores(e, m);
+  const char *wait_paths = NULL;
+  if(e->n_wait_paths) {
+    wait_paths = new_sym(e, "wait_paths");
+    str_printf(&e->tables, "static const char *const %s[] = {\n",
+               wait_paths);
+    for(size_t i = 0; i < e->n_wait_paths; i++) {
+      STR_LIT(&e->tables, "  ");
+      emit_cstr0(&e->tables, e->wait_paths[i]);
+      STR_LIT(&e->tables, ",\n");
+    }
+    STR_LIT(&e->tables, "};\n\n");
+  }
 
   Str *s = defs;
   STR_LIT(s, "  { /* mission ");
@@ -2014,6 +2080,9 @@ static void gen_mission(Emit *e, Mission *m, Str *defs)
              so->skip_if_running ? "true" : "false",
              so->has_retry ? "true" : "false", so->retry_max,
              so->retry_delay_s);
+  if(wait_paths)
+    str_printf(s, "    .wait_paths = %s,\n    .n_wait_paths = %zu,\n",
+               wait_paths, e->n_wait_paths);
   STR_LIT(s, "    .at = ");
   emit_at(e, s, m->decl->loc, false);
   STR_LIT(s, ",\n  },\n");

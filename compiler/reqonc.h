@@ -210,6 +210,17 @@ typedef struct {
   int partial;               /* -1 absent, 0 false, 1 true */
 } StoreOpts;
 
+/* A `wait` step (SPEC §4.14); defaults filled in by check.c.  The
+ * storage target is the step's Node.decl (NULL: no storage). */
+typedef struct {
+  const char *path;          /* NULL: /webhook/<execution id>/<n> */
+  double timeout_ms;         /* default 300000 (5 min) */
+  int expected;              /* expectedEvents, default 1 */
+  Node *filter;              /* eventFilter expr or NULL; subject = body */
+  Node *storage_key;         /* storage.key expr or NULL (the event id) */
+  RetryOpts retry;           /* given = false: a timeout is final */
+} WaitOpts;
+
 typedef struct {
   SchedKind kind;
   double every_ms;           /* SCHED_EVERY */
@@ -260,6 +271,7 @@ struct Node {
   FetchOpts *fetch;   /* ND_HTTP, ND_CALLOP */
   StoreOpts *store;   /* ND_STORESTEP */
   RetryOpts *retry;   /* ND_DIRECTIVE retry (defaults filled) */
+  WaitOpts *wait;     /* ND_WAIT */
   StoreKind store_kind; /* ND_STORE */
 };
 

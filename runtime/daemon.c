@@ -1,7 +1,9 @@
 /* daemon.c -- rq_daemon_main(), the main() of every compiled mission set
  * (SPEC §10): command line, env file, logging, credentials, the data-dir
- * lock, the health/metrics listeners (§10.3, §10.4), then one of the
- * modes
+ * lock, the health/metrics listeners (§10.3, §10.4), the webhook
+ * listener of `wait` steps (§4.14: --webhook-port, with the static wait
+ * paths registered; woken at shutdown so that a waiting run ends as
+ * interrupted at once), then one of the modes
  *   --list     print the missions with their schedules and next runs;
  *   --once     run every selected mission once, in declaration order, on
  *              the main thread;
@@ -50,6 +52,7 @@
 #include <unistd.h>
 #include "rq_internal.h"
 #include "rq_metrics.h"
+#include "rq_webhook.h"
 
 RqOptions rqi_opts = {
   .data_dir = ".reqon-data",
@@ -57,6 +60,7 @@ RqOptions rqi_opts = {
   .check_interval_ms = 1000,
 };
 volatile sig_atomic_t rqi_stop_requested;
+volatile sig_atomic_t rqi_shutdown_requested;
 
 static volatile sig_atomic_t g_hup;    /* SIGHUP seen, not yet reported */
 /* SIGTERM/SIGINT seen: start no more runs (§10.5). */
@@ -117,9 +121,12 @@ static const OptDef opt_table[] = {
   { "health-port", "N", O_HEALTH_PORT, true, "serve /health and /ready" },
   { "metrics-port", "N", O_METRICS_PORT, true,
     "serve /metrics (the health port too when equal)" },
-  { "webhook-port", "N", O_WEBHOOK_PORT, false, "serve webhook paths" },
-  { "webhook-url", "URL", O_WEBHOOK_URL, false, "public webhook base URL" },
-  { "webhook-token", "T", O_WEBHOOK_TOKEN, false, "webhook token" },
+  { "webhook-port", "N", O_WEBHOOK_PORT, true,
+    "receive the events of `wait` steps on port N" },
+  { "webhook-url", "URL", O_WEBHOOK_URL, true,
+    "public base URL of the webhook listener, for webhookUrl()" },
+  { "webhook-token", "T", O_WEBHOOK_TOKEN, true,
+    "require X-Reqon-Token: T on webhook requests" },
   { "max-parallel", "N", O_MAX_PARALLEL, true,
     "runs in progress at once, all missions (default 4)" },
   { "check-interval", "MS", O_CHECK_INTERVAL, true,
@@ -127,7 +134,8 @@ static const OptDef opt_table[] = {
   { "shutdown-timeout", "S", O_SHUTDOWN_TIMEOUT, true,
     "seconds a running mission may go on after SIGTERM (default 30)" },
   { "listen-address", "ADDR", O_LISTEN_ADDRESS, true,
-    "address of the health/metrics listeners (default 127.0.0.1)" },
+    "address of the health/metrics/webhook listeners (default "
+    "127.0.0.1)" },
   { "log-utc", NULL, O_LOG_UTC, true, "log timestamps in UTC" },
   { "daemon", NULL, O_DAEMON, true,
     "run the scheduled missions in the foreground (the default)" },
@@ -147,6 +155,9 @@ typedef struct {
   int health_port;          /* -1: not given */
   int metrics_port;         /* -1: not given */
   const char *listen_addr;  /* NULL: 127.0.0.1 */
+  int webhook_port;         /* -1: not given (no listener) */
+  const char *webhook_url;  /* NULL: http://localhost:PORT */
+  const char *webhook_token; /* NULL: no token */
   bool *selected;           /* per mission, rq_calloc'd; NULL: all */
 } Cli;
 
@@ -318,6 +329,25 @@ static int apply_opt(Cli *cli, const OptDef *o, const char *v,
       cli->health_port = (int)n;
     else
       cli->metrics_port = (int)n;
+    break;
+  case O_WEBHOOK_PORT:
+    if (!parse_int(v, 0, 65535, &n)) {
+      usage_error("invalid --webhook-port '%s' (0 to 65535)", v);
+      return 2;
+    }
+    cli->webhook_port = (int)n;
+    break;
+  case O_WEBHOOK_URL: {
+    char err[256];
+    if (rqi_webhook_check_url(v, err, sizeof err) != 0) {
+      usage_error("invalid --webhook-url '%s': %s", v, err);
+      return 2;
+    }
+    cli->webhook_url = v;
+    break;
+  }
+  case O_WEBHOOK_TOKEN:
+    cli->webhook_token = v;
     break;
   case O_LISTEN_ADDRESS:
     cli->listen_addr = v;
@@ -749,6 +779,7 @@ static void on_stop(int sig)
     _exit(130);
   }
   g_shutdown = 1;
+  rqi_shutdown_requested = 1;
   if (g_shutdown_timeout > 0)
     alarm(g_shutdown_timeout);
   else
@@ -1097,6 +1128,10 @@ static int run_daemon(const Cli *cli, const char *const *files,
    * (the alarm of on_stop), then rqi_stop_requested cancels them. */
   rqi_health_set_ready(RQ_READY_DRAINING);
   rq_log(RQ_LOG_INFO, NULL, "Shutting down");
+  /* A wait may be minutes from its event: it ends now, interrupted
+   * (its own check of rqi_shutdown_requested does too; this also wakes
+   * it at once, and any wait begun during the grace period). */
+  rqi_webhook_wakeup(rqi_webhook_current());
   reap(&d);
   if (s->running > 0)
     rq_log(RQ_LOG_INFO, NULL, "waiting for %d running mission%s", s->running,
@@ -1137,12 +1172,61 @@ static void apply_env(Cli *cli)
     rqi_opts.data_dir = dir;
 }
 
+/* The webhook listener of §4.14 (--webhook-port), with every static
+ * wait path of the selected missions registered, so that events sent
+ * before their wait begins are buffered.  A dry run binds nothing (it
+ * may run next to the daemon that owns the port) but still knows the
+ * URL webhookUrl() gives.  Returns 0, or 4 when the port cannot be
+ * bound (§11.3). */
+static int start_webhook(const Cli *cli, const RqMissionDef *missions,
+                         size_t n_missions, RqWebhook **out)
+{
+  char err[512];
+  sigset_t set, old;
+
+  *out = NULL;
+  if (cli->webhook_port < 0) {
+    if (cli->webhook_url || cli->webhook_token)
+      rq_log(RQ_LOG_WARN, NULL, "--webhook-url and --webhook-token need "
+             "--webhook-port; no webhook listener");
+    return 0;
+  }
+  if (rqi_opts.dry_run) {
+    *out = rqi_webhook_plan(cli->webhook_port, cli->webhook_url);
+    return 0;
+  }
+  /* The listener thread must not take the daemon's signals. */
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGALRM);
+  pthread_sigmask(SIG_BLOCK, &set, &old);
+  *out = rqi_webhook_start(cli->listen_addr, cli->webhook_port,
+                           cli->webhook_url, cli->webhook_token, err,
+                           sizeof err);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (!*out) {
+    rq_log(RQ_LOG_ERROR, NULL, "%s", err);
+    return 4;
+  }
+  for (size_t i = 0; i < n_missions; i++) {
+    if (!is_selected(cli, i) ||
+        (!rqi_opts.once && missions[i].schedule.kind == RQ_SCHED_NONE))
+      continue;
+    for (size_t k = 0; k < missions[i].n_wait_paths; k++)
+      rqi_webhook_register_path(*out, missions[i].wait_paths[k]);
+  }
+  return 0;
+}
+
 int rq_daemon_main(int argc, char **argv, const char *const *files,
                    size_t n_files, const RqMissionDef *missions,
                    size_t n_missions)
 {
   Cli cli = { .log_level = -1, .log_format = -1, .health_port = -1,
-              .metrics_port = -1 };
+              .metrics_port = -1, .webhook_port = -1 };
+  RqWebhook *webhook = NULL;
   RqScheduler sched = { NULL, 0, 4, 0, NULL };
   RqHealthServer *servers[2] = { NULL, NULL };
   const char **names = NULL;
@@ -1173,6 +1257,9 @@ int rq_daemon_main(int argc, char **argv, const char *const *files,
     rqi_opts.once = true;
   rqi_log_configure(cli.log_level < 0 ? RQ_LOG_INFO : cli.log_level,
                     cli.log_format == 1, cli.log_utc);
+  /* Redacted from every log line even when no listener starts. */
+  if (cli.webhook_token)
+    rqi_log_add_secret(cli.webhook_token);
   rqi_util_init();
 
   /* Every scheduled mission's zone and expression, checked before
@@ -1312,6 +1399,9 @@ int rq_daemon_main(int argc, char **argv, const char *const *files,
       goto out;
     }
   }
+  code = start_webhook(&cli, missions, n_missions, &webhook);
+  if (code)
+    goto out;
 
   if (rqi_opts.once) {
     rqi_health_set_ready(RQ_READY_UP);
@@ -1322,6 +1412,8 @@ int rq_daemon_main(int argc, char **argv, const char *const *files,
 
 out:
   alarm(0);                     /* the shutdown timeout is moot now */
+  /* Every run has ended, so no wait is active. */
+  rqi_webhook_stop(webhook);
   rqi_health_set_ready(RQ_READY_DRAINING);
   rqi_health_stop(servers[1]);
   rqi_health_stop(servers[0]);

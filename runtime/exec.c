@@ -32,6 +32,7 @@
 #include <sys/random.h>
 #include <jansson.h>
 #include "rq_internal.h"
+#include "rq_webhook.h"
 
 enum {
   FLOW_SKIP = 1,         /* end the iteration, or the action */
@@ -1024,6 +1025,222 @@ static int step_directive(Frame *f, const RqStep *st)
   return -RQ_E_FAIL;
 }
 
+/* ------------------------------------------------------------- wait */
+/* wait { ... } (SPEC §4.14) on the listener of rq_webhook.h.  The wait
+ * takes the path's buffered events, then new ones, until expectedEvents
+ * of them pass eventFilter (evaluated in this scope with the body as
+ * subject) or the timeout ends it; with `retry` a timeout waits again,
+ * at once (the wait itself is the delay), up to maxAttempts waits in
+ * all, the counted events carrying over.  Events the filter rejects are
+ * given back (rqi_webhook_release): not counted means not consumed, so
+ * a later wait on the same static path still gets them.  The counted
+ * events are set into storage.target as one store step, then response
+ * becomes the body (expectedEvents 1) or the array of bodies.  When the
+ * step fails after counting (filter error, storage error, shutdown) the
+ * counted events are given back too: nothing is lost. */
+
+/* The first SIGTERM must end a wait promptly (§10.5: the run is then
+ * interrupted); rqi_webhook_next itself sees rqi_stop_requested. */
+#define WAIT_SLICE_MS 100.0
+
+typedef struct {
+  RqWebhookEvent *v;
+  size_t n, cap;
+} EventList;
+
+static void events_add(EventList *l, const RqWebhookEvent *ev)
+{
+  if(l->n == l->cap) {
+    l->cap = l->cap ? l->cap * 2 : 4;
+    l->v = rq_realloc(l->v, l->cap * sizeof(*l->v));
+  }
+  l->v[l->n++] = *ev;
+}
+
+/* Writes the counted events to the storage target as one step. */
+static int wait_store(Frame *f, const RqStep *st, const EventList *l)
+{
+  const RqStoreDef *sd = &f->run->m->stores[st->store];
+  RqEnv env = frame_env(f);
+  json_t *recs = json_array();
+  char **keys = rq_calloc(l->n + 1, sizeof(*keys));
+  RqStore *store = NULL;
+  size_t i;
+  int rc = 0;
+
+  for(i = 0; i < l->n && rc == 0; i++) {
+    json_t *body = l->v[i].body;
+    if(!json_is_object(body)) {
+      rc = rq_fail(&env, st->at,
+                   "store %s: record must be an object (got %s)", sd->name,
+                   rqi_type_name(body));
+      break;
+    }
+    if(st->key)
+      rc = record_key(f, st, st->key, sd->name, body, &keys[i], NULL);
+    else
+      keys[i] = rq_strdup(l->v[i].id);
+    if(rc == 0)
+      json_array_append(recs, body);
+  }
+  if(rc == 0)
+    rc = rqi_store_open(&env, st->at, st->store, &store);
+  if(rc == 0)
+    rc = rqi_store_put(&env, st->at, store, sd->name, recs,
+                       (const char *const *)keys, false, -1);
+  for(i = 0; i < l->n; i++)
+    rq_free(keys[i]);
+  rq_free(keys);
+  json_decref(recs);
+  return rc;
+}
+
+/* --dry-run: the wait is printed like a request (nothing waits for an
+ * event that the plan's requests never caused); the action ends. */
+static void wait_plan(Frame *f, const RqStep *st, const char *path)
+{
+  RqRun *run = f->run;
+  char pos[512];
+  char *url, *shown;
+  char err[128];
+  RqBuf b = RQ_BUF_INIT(0);
+
+  rqi_exec_format_at(run, st->at, pos, sizeof(pos));
+  url = rqi_webhook_url(rqi_webhook_current(), path, err, sizeof(err));
+  rq_buf_addf(&b, "DRY RUN %s/%s at %s\n  WAIT %s\n"
+              "  expectedEvents: %d, timeout: %.0fms\n", run->m->name,
+              run->action ? run->action : "-", pos, url ? url : path,
+              st->wait_expected, st->wait_timeout_ms);
+  rq_free(url);
+  shown = rqi_log_redact(b.data);
+  rq_buf_free(&b);
+  flockfile(stdout);
+  fputs(shown, stdout);
+  fflush(stdout);
+  funlockfile(stdout);
+  rq_free(shown);
+}
+
+static int step_wait(Frame *f, const RqStep *st)
+{
+  RqRun *run = f->run;
+  RqEnv env = frame_env(f);
+  RqWebhook *wh = rqi_webhook_current();
+  RqWebhookWait *w;
+  EventList got = { NULL, 0, 0 };
+  char dpath[128];
+  const char *path = st->wait_path;
+  int waits = st->retry.max_attempts > 0 ? st->retry.max_attempts : 1;
+  int expected = st->wait_expected > 0 ? st->wait_expected : 1;
+  int rc = 0;
+  int attempt;
+  size_t i;
+  char pos[512];
+  RqLogCtx ctx;
+
+  if(!path) {
+    if(!rqi_webhook_default_path(rqi_exec_root(run)->exec_id, st->wait_n,
+                                 dpath, sizeof(dpath)))
+      return rq_fail(&env, st->at, "wait: path too long");
+    path = dpath;
+  }
+  if(rqi_opts.dry_run) {
+    wait_plan(f, st, path);
+    return FLOW_END;
+  }
+  if(!wh)
+    return rq_fail(&env, st->at, "wait: webhook listener not enabled");
+  rqi_exec_format_at(run, st->at, pos, sizeof(pos));
+  log_ctx(run, pos, &ctx);
+  ctx.step = st->label;
+  rq_log(RQ_LOG_INFO, &ctx, "%s/%s: waiting for %d event%s on %s "
+         "(timeout %.0fms)", run->m->name, run->action ? run->action : "-",
+         expected, expected == 1 ? "" : "s", path, st->wait_timeout_ms);
+  w = rqi_webhook_wait_begin(wh, path);
+  for(attempt = 1; rc == 0; attempt++) {
+    double deadline = rq_mono_ms() + st->wait_timeout_ms;
+
+    while(rc == 0 && got.n < (size_t)expected) {
+      RqWebhookEvent ev;
+      double now = rq_mono_ms();
+      double until = now + WAIT_SLICE_MS;
+      bool ok = false;
+      int r;
+
+      if(until > deadline)
+        until = deadline;
+      r = rqi_webhook_next(w, until, &ev);
+      if(r == RQ_WH_STOPPED ||
+         (r == RQ_WH_TIMEOUT && rqi_shutdown_requested)) {
+        set_err(run, st->at, RQ_E_INTERRUPT, false, "interrupted");
+        rc = -RQ_E_INTERRUPT;
+        break;
+      }
+      if(r == RQ_WH_TIMEOUT) {
+        if(rq_mono_ms() >= deadline)
+          break;
+        continue;
+      }
+      if(st->where) {
+        rc = eval_truthy(f, st->where, ev.body, &ok);
+        if(rc) {
+          rqi_webhook_release(w, &ev);
+          break;
+        }
+      } else {
+        ok = true;
+      }
+      if(!ok) {
+        rq_log(RQ_LOG_DEBUG, &ctx, "%s/%s: wait: event %s on %s not "
+               "counted (eventFilter)", run->m->name,
+               run->action ? run->action : "-", ev.id, path);
+        rqi_webhook_release(w, &ev);
+        continue;
+      }
+      rq_log(RQ_LOG_DEBUG, &ctx, "%s/%s: wait: event %s on %s counted "
+             "(%zu of %d)", run->m->name, run->action ? run->action : "-",
+             ev.id, path, got.n + 1, expected);
+      events_add(&got, &ev);
+    }
+    if(rc || got.n >= (size_t)expected || attempt >= waits)
+      break;
+    rq_log(RQ_LOG_INFO, &ctx, "%s/%s: wait: %zu of %d events within "
+           "%.0fms on %s; waiting again (attempt %d of %d)", run->m->name,
+           run->action ? run->action : "-", got.n, expected,
+           st->wait_timeout_ms, path, attempt + 1, waits);
+  }
+  if(rc == 0 && got.n == 0)
+    rc = rq_fail(&env, st->at, "wait: no events within %.0fms",
+                 st->wait_timeout_ms);
+  if(rc == 0 && got.n < (size_t)expected)
+    rq_log(RQ_LOG_WARN, &ctx, "%s/%s: wait: %zu of %d events within "
+           "%.0fms on %s; continuing with them", run->m->name,
+           run->action ? run->action : "-", got.n, expected,
+           st->wait_timeout_ms, path);
+  if(rc == 0 && st->store >= 0)
+    rc = wait_store(f, st, &got);
+  if(rc == 0) {
+    json_t *resp;
+    if(expected == 1) {
+      resp = json_incref(got.v[0].body);
+    } else {
+      resp = json_array();
+      for(i = 0; i < got.n; i++)
+        json_array_append(resp, got.v[i].body);
+    }
+    set_response_only(f->scope, resp);
+    for(i = 0; i < got.n; i++)
+      json_decref(got.v[i].body);
+  } else {
+    /* Not consumed after all: back to the path, in arrival order. */
+    for(i = 0; i < got.n; i++)
+      rqi_webhook_release(w, &got.v[i]);
+  }
+  rqi_webhook_wait_end(w);
+  rq_free(got.v);
+  return rc;
+}
+
 static int exec_step(Frame *f, const RqStep *st)
 {
   RqEnv env = frame_env(f);
@@ -1053,8 +1270,7 @@ static int exec_step(Frame *f, const RqStep *st)
   case RQ_ST_LET:
     return step_let(f, st);
   case RQ_ST_WAIT:
-    /* The webhook listener is not part of this runtime yet. */
-    return rq_fail(&env, st->at, "wait: webhook listener not enabled");
+    return step_wait(f, st);
   case RQ_ST_DIRECTIVE:
     return step_directive(f, st);
   }
@@ -2203,11 +2419,25 @@ int rq_bi_header(const RqEnv *env, RqAt at, int argc, json_t *const *argv,
   return 0;
 }
 
+/* webhookUrl(path) (§5.4): the listener's public base and path. */
 int rq_bi_webhookUrl(const RqEnv *env, RqAt at, int argc,
                      json_t *const *argv, json_t **out)
 {
+  char err[128];
+  char *url;
+  const json_t *p = argc > 0 ? argv[0] : NULL;
+
   *out = NULL;
-  return rq_fail(env, at, "wait: webhook listener not enabled");
+  if(!json_is_string(p))
+    return rq_fail(env, at, "builtin webhookUrl: path is %s, expected "
+                   "string", rqi_type_name(p));
+  url = rqi_webhook_url(rqi_webhook_current(), json_string_value(p), err,
+                        sizeof(err));
+  if(!url)
+    return rq_fail(env, at, "builtin webhookUrl: %s", err);
+  *out = json_string(url);
+  rq_free(url);
+  return 0;
 }
 
 int rq_bi_lookup(const RqEnv *env, RqAt at, int argc, json_t *const *argv,

@@ -327,6 +327,16 @@ struct RqStep {
   const RqArm *arms;
   size_t n_arms;
 
+  /* RQ_ST_WAIT: wait { path, timeout, expectedEvents, eventFilter,
+   * retry, storage } (SPEC §4.14).  eventFilter is `where` (subject = the
+   * event body), storage.target is `store` (-1: none), storage.key is
+   * `key` (NULL: the event id), retry is `retry` (max_attempts 0: none,
+   * one wait). */
+  const char *wait_path;        /* NULL: /webhook/<execution id>/<n> */
+  unsigned wait_n;              /* n: the mission's wait steps, from 1 */
+  double wait_timeout_ms;
+  int wait_expected;            /* expectedEvents, >= 1 */
+
   /* RQ_ST_DIRECTIVE */
   RqDirective directive;
   RqExprFn message;             /* abort message; NULL: "aborted" */
@@ -390,6 +400,10 @@ typedef struct {
   const RqStoreUse *stage_stores; /* n_stages entries; NULL: no stage
                                      uses a store */
   RqScheduleDef schedule;
+  const char *const *wait_paths; /* the static `path`s of its wait steps,
+                                    registered with the webhook listener
+                                    at start (§4.14); NULL: none */
+  size_t n_wait_paths;
   RqAt at;
 } RqMissionDef;
 

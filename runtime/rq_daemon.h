@@ -30,6 +30,10 @@ extern RqOptions rqi_opts;
  * SIGTERM/SIGINT expires (§10.5); checked at step boundaries, in sleeps
  * and by the curl progress callback. */
 extern volatile sig_atomic_t rqi_stop_requested;
+/* Set by the first SIGTERM/SIGINT (§10.5), before the shutdown timeout
+ * sets rqi_stop_requested: a `wait` step ends at once on it (its run is
+ * interrupted), since an inbound event may be minutes away. */
+extern volatile sig_atomic_t rqi_shutdown_requested;
 
 /* ------------------------------------------------------- scheduler.c */
 

@@ -39,9 +39,12 @@
  * its path (each gets its own copy of the body), so that two parallel
  * waits on one static path, each with its own eventFilter, never steal
  * each other's events.  Buffered events go to the first wait that
- * begins.  Every event handed out by rqi_webhook_next is consumed:
- * when the caller's eventFilter rejects it, the caller just drops it
- * (json_decref); events never handed out survive the wait's end.
+ * begins.  An event handed out by rqi_webhook_next is the caller's:
+ * it either consumes it, or gives it back with rqi_webhook_release
+ * (an event the step's eventFilter rejected, or one counted by a step
+ * that then failed), and then it survives the wait's end like an event
+ * never handed out: a later wait on the same static path -- another
+ * step looking for another kind of event -- still gets it.
  *
  * Thread safety: every function may be called from any thread, except
  * that rqi_webhook_stop must come after every wait has ended.  Secrets:
@@ -70,6 +73,8 @@ typedef struct {
   char id[40];          /* the uuid v4 of the 200 reply */
   json_t *body;         /* NEW reference: the caller json_decref()s it */
   double received_at;   /* epoch ms (rq_now_ms) when it arrived */
+  double mono;          /* for rqi_webhook_release: arrival (ageing) */
+  size_t bytes;         /* for rqi_webhook_release: body size (caps) */
 } RqWebhookEvent;
 
 /* Results of rqi_webhook_next. */
@@ -85,6 +90,12 @@ enum { RQ_WH_EVENT = 0, RQ_WH_TIMEOUT = 1, RQ_WH_STOPPED = 2 };
 RqWebhook *rqi_webhook_start(const char *addr, int port,
                              const char *public_url, const char *token,
                              char *err, size_t errlen);
+/* For --dry-run: a listener that does not listen (no port is bound, so
+ * a plan can run next to the daemon that owns the port), only so that
+ * webhookUrl() gives the URL the real run would.  It becomes
+ * rqi_webhook_current(); stop it with rqi_webhook_stop.  No wait may
+ * begin on it. */
+RqWebhook *rqi_webhook_plan(int port, const char *public_url);
 /* The port actually bound (useful with port 0); 0 for NULL. */
 int rqi_webhook_port(const RqWebhook *wh);
 /* The listener most recently started and not yet stopped, or NULL (for
@@ -129,6 +140,12 @@ int rqi_webhook_next(RqWebhookWait *w, double deadline_mono_ms,
  * a path the wait registered they are dropped with the path, and later
  * requests to it get 404.  NULL is ok. */
 void rqi_webhook_wait_end(RqWebhookWait *w);
+/* Gives an event taken from w back (steals ev->body, sets it NULL): it
+ * is never returned by w again, and at rqi_webhook_wait_end it goes back
+ * to the path's buffer before the events never taken, keeping its
+ * arrival time (same rules as those).  Used for events an eventFilter
+ * rejects (SPEC §4.14: they are not counted, so not consumed either). */
+void rqi_webhook_release(RqWebhookWait *w, RqWebhookEvent *ev);
 /* Makes every current and future rqi_webhook_next on wh return
  * RQ_WH_STOPPED at once (the daemon calls it when it cancels running
  * missions; the signal handler cannot signal a condition variable). */

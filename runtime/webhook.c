@@ -72,6 +72,7 @@ struct RqWebhookWait {
   RqWebhook *wh;
   WhPath *path;
   WhQueue q;
+  WhQueue released;       /* handed out, then given back (eventFilter) */
   bool warned;
   pthread_cond_t cv;
 };
@@ -858,6 +859,8 @@ RqWebhook *rqi_webhook_start(const char *addr, int port,
   }
   wh->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG,
                            0, NULL, NULL, on_request, wh,
+                           /* first, or MHD logs its own way before it */
+                           MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
                            MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
                            MHD_OPTION_CONNECTION_LIMIT,
                            (unsigned int)WH_MAX_CONNECTIONS,
@@ -866,7 +869,6 @@ RqWebhook *rqi_webhook_start(const char *addr, int port,
                            MHD_OPTION_CONNECTION_MEMORY_LIMIT,
                            (size_t)WH_MEMORY_LIMIT,
                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, wh,
-                           MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
                            MHD_OPTION_END);
   if(!wh->d) {
     /* MHD may already have closed fd on its failure path; closing it
@@ -903,7 +905,8 @@ void rqi_webhook_stop(RqWebhook *wh)
     return;
   __atomic_compare_exchange_n(&g_current, &expect, NULL, false,
                               __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
-  MHD_stop_daemon(wh->d);    /* joins its thread, closes the socket */
+  if(wh->d)                  /* NULL: rqi_webhook_plan */
+    MHD_stop_daemon(wh->d);  /* joins its thread, closes the socket */
   pthread_mutex_lock(&wh->mu);
   while(wh->paths) {
     if(wh->paths->waits)     /* a contract breach: leak, do not crash */
@@ -1010,6 +1013,8 @@ int rqi_webhook_next(RqWebhookWait *w, double deadline_mono_ms,
       memcpy(ev->id, e->id, sizeof(ev->id));
       ev->body = e->body;       /* the reference moves to the caller */
       ev->received_at = e->received_at;
+      ev->mono = e->mono;
+      ev->bytes = e->bytes;
       rq_free(e);
       res = RQ_WH_EVENT;
       break;
@@ -1049,12 +1054,16 @@ void rqi_webhook_wait_end(RqWebhookWait *w)
   if(p->dynamic && !p->waits)
     remove_path(wh, p);
   else if(!p->waits) {
-    /* Events that arrived for this wait but were never taken go back to
-     * the buffer (empty while a wait was active), oldest first: the next
-     * wait on the path -- the next iteration of a `for`, say -- may be
-     * the one they are for.  Other waits still active have copies. */
+    /* Events that arrived for this wait but were never taken, or were
+     * given back, go back to the buffer (empty while a wait was active),
+     * oldest first: the next wait on the path -- the next iteration of
+     * a `for`, say -- may be the one they are for.  Given-back events
+     * were taken before any still queued, so they come first.  Other
+     * waits still active have copies. */
     WhEvent *e;
 
+    while((e = q_pop(&w->released)))
+      q_push(&p->buffered, e);
     while((e = q_pop(&w->q)))
       q_push(&p->buffered, e);
     expire(wh, p);
@@ -1064,8 +1073,40 @@ void rqi_webhook_wait_end(RqWebhookWait *w)
   }
   pthread_mutex_unlock(&wh->mu);
   q_clear(&w->q);
+  q_clear(&w->released);
   pthread_cond_destroy(&w->cv);
   rq_free(w);
+}
+
+void rqi_webhook_release(RqWebhookWait *w, RqWebhookEvent *ev)
+{
+  WhEvent *e;
+
+  if(!ev->body)
+    return;
+  e = rq_calloc(1, sizeof(*e));
+  memcpy(e->id, ev->id, sizeof(e->id));
+  e->body = ev->body;           /* the reference moves back */
+  e->bytes = ev->bytes;
+  e->received_at = ev->received_at;
+  e->mono = ev->mono;
+  ev->body = NULL;
+  pthread_mutex_lock(&w->wh->mu);
+  q_push(&w->released, e);
+  pthread_mutex_unlock(&w->wh->mu);
+}
+
+RqWebhook *rqi_webhook_plan(int port, const char *public_url)
+{
+  RqWebhook *wh = rq_calloc(1, sizeof(*wh));
+
+  wh->port = port;
+  wh->clock = rq_mono_ms;
+  pthread_mutex_init(&wh->mu, NULL);
+  if(public_url && *public_url)
+    wh->public_url = rq_strdup(public_url);
+  __atomic_store_n(&g_current, wh, __ATOMIC_SEQ_CST);
+  return wh;
 }
 
 void rqi_webhook_wakeup(RqWebhook *wh)

@@ -5,7 +5,9 @@
  * wait and live ones during it, expiry after 15 minutes with an injected
  * clock, the 1000-event cap, waits on two threads, one event for two
  * waits on a path, deadlines, wakeup on a stop request, paths
- * registered by a wait, webhookUrl(), and bind failures.
+ * registered by a wait, webhookUrl(), events given back
+ * (rqi_webhook_release), the --dry-run listener (rqi_webhook_plan), and
+ * bind failures.
  */
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -1013,6 +1015,88 @@ static void test_bind(void)
     CHECK(strncmp(err, "cannot listen on [::1]:0: ", 26) == 0);
 }
 
+/* rqi_webhook_release: an event given back (an eventFilter rejected it)
+ * is not returned by the same wait again, and at the wait's end goes back
+ * to the buffer before the events never taken, in arrival order, with
+ * its arrival time kept; on a path a wait registered it is dropped with
+ * the path.  rqi_webhook_plan: a listener that binds nothing but gives
+ * webhookUrl() its URL. */
+static void test_release_and_plan(void)
+{
+  RqWebhook *wh = start(NULL, NULL);
+  RqWebhookWait *w;
+  RqWebhookEvent ev, ev2;
+  char *text;
+  int port;
+  double first_at;
+
+  CHECK(wh != NULL);
+  if(!wh)
+    return;
+  port = rqi_webhook_port(wh);
+  rqi_webhook_register_path(wh, "/hooks/r");
+  CHECK(post(port, "/hooks/r", "application/json", "{\"n\":1}", NULL) ==
+        200);
+  CHECK(post(port, "/hooks/r", "application/json", "{\"n\":2}", NULL) ==
+        200);
+  CHECK(post(port, "/hooks/r", "application/json", "{\"n\":3}", NULL) ==
+        200);
+  w = rqi_webhook_wait_begin(wh, "/hooks/r");
+  CHECK(rqi_webhook_next(w, rq_mono_ms() + 1000, &ev) == RQ_WH_EVENT);
+  CHECK(json_integer_value(json_object_get(ev.body, "n")) == 1);
+  CHECK(ev.bytes == 7);
+  first_at = ev.received_at;
+  rqi_webhook_release(w, &ev);
+  CHECK(ev.body == NULL);
+  rqi_webhook_release(w, &ev);          /* nothing left: harmless */
+  CHECK(rqi_webhook_next(w, rq_mono_ms() + 1000, &ev2) == RQ_WH_EVENT);
+  CHECK(json_integer_value(json_object_get(ev2.body, "n")) == 2);
+  json_decref(ev2.body);                /* consumed */
+  CHECK(rqi_webhook_buffered(wh, "/hooks/r") == 0);
+  rqi_webhook_wait_end(w);
+  /* 1 (given back) then 3 (never taken); 2 was consumed */
+  CHECK(rqi_webhook_buffered(wh, "/hooks/r") == 2);
+  w = rqi_webhook_wait_begin(wh, "/hooks/r");
+  CHECK(rqi_webhook_next(w, rq_mono_ms() + 1000, &ev) == RQ_WH_EVENT);
+  CHECK(json_integer_value(json_object_get(ev.body, "n")) == 1);
+  CHECK(ev.received_at == first_at);
+  json_decref(ev.body);
+  CHECK(take(w, 1000, &text, &ev) == RQ_WH_EVENT);
+  CHECK(text && strcmp(text, "{\"n\":3}") == 0);
+  rq_free(text);
+  CHECK(take(w, 30, &text, &ev) == RQ_WH_TIMEOUT);
+  rqi_webhook_wait_end(w);
+  CHECK(rqi_webhook_buffered(wh, "/hooks/r") == 0);
+
+  /* a path registered by the wait: given-back events go with it */
+  w = rqi_webhook_wait_begin(wh, "/webhook/x/1");
+  CHECK(post(port, "/webhook/x/1", "application/json", "{}", NULL) == 200);
+  CHECK(rqi_webhook_next(w, rq_mono_ms() + 1000, &ev) == RQ_WH_EVENT);
+  rqi_webhook_release(w, &ev);
+  rqi_webhook_wait_end(w);
+  CHECK(post(port, "/webhook/x/1", "application/json", "{}", NULL) == 404);
+  rqi_webhook_stop(wh);
+
+  wh = rqi_webhook_plan(8123, NULL);
+  CHECK(rqi_webhook_current() == wh);
+  {
+    char err[64];
+    char *url = rqi_webhook_url(wh, "/hooks/p", err, sizeof(err));
+    CHECK(url && strcmp(url, "http://localhost:8123/hooks/p") == 0);
+    rq_free(url);
+  }
+  rqi_webhook_stop(wh);
+  CHECK(rqi_webhook_current() == NULL);
+  wh = rqi_webhook_plan(0, "https://h.example/base/");
+  {
+    char err[64];
+    char *url = rqi_webhook_url(wh, "x", err, sizeof(err));
+    CHECK(url && strcmp(url, "https://h.example/base/x") == 0);
+    rq_free(url);
+  }
+  rqi_webhook_stop(wh);
+}
+
 int main(void)
 {
   rqi_util_init();
@@ -1026,6 +1110,7 @@ int main(void)
   test_deadline_and_stop();
   test_dynamic_paths();
   test_url();
+  test_release_and_plan();
   test_bind();
   curl_global_cleanup();
   rqi_log_shutdown();
