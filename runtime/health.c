@@ -215,6 +215,9 @@ RqHealthServer *rqi_health_start(const char *addr, int port, unsigned mask,
   addr_text(addr, s->port, where, sizeof(where));
   s->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG,
                           0, NULL, NULL, on_request, s,
+                          /* First, so MHD's own option warnings reach
+                           * our logger too. */
+                          MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
                           MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
                           MHD_OPTION_CONNECTION_LIMIT,
                           (unsigned int)HEALTH_MAX_CONNECTIONS,
@@ -222,7 +225,6 @@ RqHealthServer *rqi_health_start(const char *addr, int port, unsigned mask,
                           (unsigned int)HEALTH_TIMEOUT_S,
                           MHD_OPTION_CONNECTION_MEMORY_LIMIT,
                           (size_t)HEALTH_MEMORY_LIMIT,
-                          MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
                           MHD_OPTION_END);
   if(!s->d) {
     /* MHD may already have closed fd on its failure path; closing it

@@ -575,7 +575,8 @@ class Case:
         --auth files (files/..., except CRED_CONFIG fields), its env
         values whose names contain TOKEN, SECRET, PASSWORD, PASSWD or KEY
         (except ENV_CONFIG names),
-        the access/refresh tokens its server returns, and the passwords
+        the access/refresh tokens its server returns, --webhook-token
+        values in its args, and the passwords
         of URL userinfo in its sources and env; after @BASE@ and
         $VAR expansion, at least SECRET_MIN long.  A basic credential
         also gives base64("user:password"), the header value."""
@@ -622,6 +623,9 @@ class Case:
                     pair = "%s:%s" % (expand_vars(c["username"], env),
                                       expand_vars(c["password"], env))
                     vals.add(base64.b64encode(pair.encode()).decode())
+        # Secrets given on the command line (--webhook-token T).
+        vals.update(a[i + 1] for a in runs for i in range(len(a) - 1)
+                    if a[i] == "--webhook-token")
         vals.update(response_tokens(os.path.join(self.path,
                                                  "exchanges.json")))
         vals.update(self.userinfo_passwords(env))
