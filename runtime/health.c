@@ -158,8 +158,8 @@ static bool parse_addr(const char *addr, int port,
   return false;
 }
 
-/* "ADDR:PORT" for messages, IPv6 in brackets. */
-static void addr_text(const char *addr, int port, char *out, size_t n)
+/* "ADDR:PORT" for messages, IPv6 in brackets (rq_metrics.h). */
+void rqi_listen_addr_text(const char *addr, int port, char *out, size_t n)
 {
   bool v6 = strchr(addr, ':') && addr[0] != '[';
 
@@ -167,35 +167,34 @@ static void addr_text(const char *addr, int port, char *out, size_t n)
            port);
 }
 
-RqHealthServer *rqi_health_start(const char *addr, int port, unsigned mask,
-                                 char *err, size_t errlen)
+/* A bound, listening, non-blocking socket, or -1 with err set; shared
+ * with the webhook listener (rq_metrics.h). */
+int rqi_listen_socket(const char *addr, int port, int *bound, char *err,
+                     size_t errlen)
 {
   struct sockaddr_storage ss;
   socklen_t len = 0;
   char where[128];
-  RqHealthServer *s;
   int fd, one = 1, e;
 
-  if(!addr || !*addr)
-    addr = "127.0.0.1";
-  addr_text(addr, port, where, sizeof(where));
+  rqi_listen_addr_text(addr, port, where, sizeof(where));
   if(port < 0 || port > 65535) {
     snprintf(err, errlen, "cannot listen on %s: invalid port", where);
-    return NULL;
+    return -1;
   }
   if(!parse_addr(addr, port, &ss, &len)) {
     snprintf(err, errlen, "cannot listen on %s: not an IPv4 or IPv6 "
              "address", where);
-    return NULL;
+    return -1;
   }
   fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if(fd < 0) {
     snprintf(err, errlen, "cannot listen on %s: %s", where,
              strerror(errno));
-    return NULL;
+    return -1;
   }
-  /* SO_REUSEADDR lets a restarted daemon bind past TIME_WAIT; on Linux it
-   * never lets two listeners share a port. */
+  /* SO_REUSEADDR lets a restarted daemon bind past TIME_WAIT; on Linux
+   * it never lets two listeners share a port. */
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   if(ss.ss_family == AF_INET6)
     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
@@ -203,16 +202,32 @@ RqHealthServer *rqi_health_start(const char *addr, int port, unsigned mask,
     e = errno;
     close(fd);
     snprintf(err, errlen, "cannot listen on %s: %s", where, strerror(e));
-    return NULL;
+    return -1;
   }
+  *bound = port;
+  if(getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+    *bound = ntohs(ss.ss_family == AF_INET6 ?
+                   ((struct sockaddr_in6 *)&ss)->sin6_port :
+                   ((struct sockaddr_in *)&ss)->sin_port);
+  return fd;
+}
+
+RqHealthServer *rqi_health_start(const char *addr, int port, unsigned mask,
+                                 char *err, size_t errlen)
+{
+  char where[128];
+  RqHealthServer *s;
+  int fd, bound = port;
+
+  if(!addr || !*addr)
+    addr = "127.0.0.1";
+  fd = rqi_listen_socket(addr, port, &bound, err, errlen);
+  if(fd < 0)
+    return NULL;
   s = rq_calloc(1, sizeof(*s));
   s->mask = mask;
-  s->port = port;
-  if(getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
-    s->port = ntohs(ss.ss_family == AF_INET6 ?
-                    ((struct sockaddr_in6 *)&ss)->sin6_port :
-                    ((struct sockaddr_in *)&ss)->sin_port);
-  addr_text(addr, s->port, where, sizeof(where));
+  s->port = bound;
+  rqi_listen_addr_text(addr, s->port, where, sizeof(where));
   s->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG,
                           0, NULL, NULL, on_request, s,
                           /* First, so MHD's own option warnings reach

@@ -113,4 +113,13 @@ int rqi_health_start_ports(const char *addr, int health_port,
 /* Stops the listener (waits for its thread) and frees it; NULL is ok. */
 void rqi_health_stop(RqHealthServer *s);
 
+/* The listening socket of health.c, shared with webhook.c: a bound,
+ * listening, non-blocking socket on IP literal addr ("[::1]" or "::1"
+ * for IPv6) and port (0: any free port; *bound gets the real one), or -1
+ * with "cannot listen on ADDR:PORT: <reason>" in err (exit 4). */
+int rqi_listen_socket(const char *addr, int port, int *bound, char *err,
+                      size_t errlen);
+/* "ADDR:PORT" for messages, IPv6 in brackets. */
+void rqi_listen_addr_text(const char *addr, int port, char *out, size_t n);
+
 #endif

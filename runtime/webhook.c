@@ -19,21 +19,19 @@
  * a blocked wait also looks at rqi_stop_requested every
  * RQ_WEBHOOK_STOP_SLICE_MS.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include "rq_internal.h"
+#include "rq_metrics.h"
 #include "rq_webhook.h"
 
 #define WH_MAX_CONNECTIONS 64
@@ -743,95 +741,6 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **cc,
 
 /* ------------------------------------------------------------ listening */
 
-/* Parses addr into *ss; false when it is not an IP literal. */
-static bool parse_addr(const char *addr, int port,
-                       struct sockaddr_storage *ss, socklen_t *len)
-{
-  char buf[64];
-  size_t n = strlen(addr);
-  struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
-  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
-
-  memset(ss, 0, sizeof(*ss));
-  if(inet_pton(AF_INET, addr, &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons((uint16_t)port);
-    *len = sizeof(*v4);
-    return true;
-  }
-  if(n >= 2 && addr[0] == '[' && addr[n - 1] == ']') {
-    if(n - 2 >= sizeof(buf))
-      return false;
-    memcpy(buf, addr + 1, n - 2);
-    buf[n - 2] = '\0';
-  }
-  else {
-    if(n >= sizeof(buf))
-      return false;
-    memcpy(buf, addr, n + 1);
-  }
-  if(inet_pton(AF_INET6, buf, &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons((uint16_t)port);
-    *len = sizeof(*v6);
-    return true;
-  }
-  return false;
-}
-
-/* "ADDR:PORT" for messages, IPv6 in brackets. */
-static void addr_text(const char *addr, int port, char *out, size_t n)
-{
-  bool v6 = strchr(addr, ':') && addr[0] != '[';
-
-  snprintf(out, n, "%s%s%s:%d", v6 ? "[" : "", addr, v6 ? "]" : "",
-           port);
-}
-
-/* A bound, listening, non-blocking socket, or -1 with err set. */
-static int listen_on(const char *addr, int port, int *bound, char *err,
-                     size_t errlen)
-{
-  struct sockaddr_storage ss;
-  socklen_t len = 0;
-  char where[128];
-  int fd, one = 1, e;
-
-  addr_text(addr, port, where, sizeof(where));
-  if(port < 0 || port > 65535) {
-    snprintf(err, errlen, "cannot listen on %s: invalid port", where);
-    return -1;
-  }
-  if(!parse_addr(addr, port, &ss, &len)) {
-    snprintf(err, errlen, "cannot listen on %s: not an IPv4 or IPv6 "
-             "address", where);
-    return -1;
-  }
-  fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if(fd < 0) {
-    snprintf(err, errlen, "cannot listen on %s: %s", where,
-             strerror(errno));
-    return -1;
-  }
-  /* SO_REUSEADDR lets a restarted daemon bind past TIME_WAIT; on Linux
-   * it never lets two listeners share a port. */
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if(ss.ss_family == AF_INET6)
-    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-  if(bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 64) != 0) {
-    e = errno;
-    close(fd);
-    snprintf(err, errlen, "cannot listen on %s: %s", where, strerror(e));
-    return -1;
-  }
-  *bound = port;
-  if(getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
-    *bound = ntohs(ss.ss_family == AF_INET6 ?
-                   ((struct sockaddr_in6 *)&ss)->sin6_port :
-                   ((struct sockaddr_in *)&ss)->sin_port);
-  return fd;
-}
-
 RqWebhook *rqi_webhook_start(const char *addr, int port,
                              const char *public_url, const char *token,
                              char *err, size_t errlen)
@@ -842,10 +751,10 @@ RqWebhook *rqi_webhook_start(const char *addr, int port,
 
   if(!addr || !*addr)
     addr = "127.0.0.1";
-  fd = listen_on(addr, port, &bound, err, errlen);
+  fd = rqi_listen_socket(addr, port, &bound, err, errlen);
   if(fd < 0)
     return NULL;
-  addr_text(addr, bound, where, sizeof(where));
+  rqi_listen_addr_text(addr, bound, where, sizeof(where));
   wh = rq_calloc(1, sizeof(*wh));
   wh->port = bound;
   wh->clock = rq_mono_ms;
