@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "reqon.h"
+#include "rq_util.h"
 
 /* ------------------------------------------------------------- tz.c */
 typedef struct RqZone RqZone;
@@ -52,10 +53,8 @@ void rqi_tz_to_civil(const RqZone *z, int64_t t, RqCivil *out);
 bool rqi_tz_from_civil(const RqZone *z, int year, int month, int day,
                        int hour, int min, int sec, int64_t *out);
 
-/* Proleptic Gregorian helpers (Howard Hinnant's algorithms). */
-int64_t rqi_days_from_civil(int64_t y, int m, int d);
-void rqi_civil_from_days(int64_t days, int64_t *y, int *m, int *d);
-int rqi_days_in_month(int64_t y, int m);
+/* The proleptic Gregorian helpers rqi_days_from_civil,
+ * rqi_civil_from_days and rqi_days_in_month are in rq_util.h. */
 
 /* ------------------------------------------------------- schedule.c */
 

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 void *rq_malloc(size_t n);          /* never NULL: logs and aborts on OOM */
 void *rq_calloc(size_t n, size_t sz);
@@ -55,5 +56,11 @@ void rqi_util_init(void);
 int rq_write_atomic(const char *path, const void *data, size_t n, int mode);
 /* mkdir -p; returns 0 or -1. */
 int rq_mkdirs(const char *dir, int mode);
+
+/* Proleptic Gregorian calendar (Howard Hinnant's algorithms): days since
+ * 1970-01-01 and back, exact for any year; days in month m (1-12). */
+int64_t rqi_days_from_civil(int64_t y, int m, int d);
+void rqi_civil_from_days(int64_t days, int64_t *y, int *m, int *d);
+int rqi_days_in_month(int64_t y, int m);
 
 #endif

@@ -46,42 +46,8 @@ struct RqZone {
 };
 
 /* ------------------------------------------------------ civil dates */
-int64_t rqi_days_from_civil(int64_t y, int m, int d)
-{
-  y -= m <= 2;
-  int64_t era = (y >= 0 ? y : y - 399) / 400;
-  int64_t yoe = y - era * 400;
-  int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + doe - 719468;
-}
-
-void rqi_civil_from_days(int64_t z, int64_t *y, int *m, int *d)
-{
-  z += 719468;
-  int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  int64_t doe = z - era * 146097;
-  int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  int64_t mp = (5 * doy + 2) / 153;
-  *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-  *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-  *y = yoe + era * 400 + (*m <= 2);
-}
-
-static bool is_leap(int64_t y)
-{
-  return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-int rqi_days_in_month(int64_t y, int m)
-{
-  static const int days[12] = {
-    31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31,
-  };
-  return m == 2 && is_leap(y) ? 29 : days[m - 1];
-}
-
+/* rqi_days_from_civil, rqi_civil_from_days and rqi_days_in_month live in
+ * util.c (rq_util.h), beside the ISO-8601 code that uses them too. */
 /* Floor division: civil arithmetic must round towards -inf before 1970. */
 static int64_t floor_div(int64_t a, int64_t b)
 {
@@ -222,7 +188,7 @@ static int64_t posix_day(const PosixDate *d, int64_t y)
   int64_t jan1 = rqi_days_from_civil(y, 1, 1);
 
   if (d->kind == 'J')
-    return jan1 + d->day - 1 + (is_leap(y) && d->day >= 60);
+    return jan1 + d->day - 1 + (rqi_days_in_month(y, 2) == 29 && d->day >= 60);
   if (d->kind == 'N')
     return jan1 + d->day;
   int64_t first = rqi_days_from_civil(y, d->month, 1);

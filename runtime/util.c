@@ -176,7 +176,7 @@ double rq_mono_ms(void)
 /* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
  * days_from_civil): exact for any year, no time_t or TZ involved, so it
  * does what timegm does without its range limits. */
-static int64_t days_from_civil(int64_t y, int m, int d)
+int64_t rqi_days_from_civil(int64_t y, int m, int d)
 {
   y -= m <= 2;
   int64_t era = (y >= 0 ? y : y - 399) / 400;
@@ -186,7 +186,7 @@ static int64_t days_from_civil(int64_t y, int m, int d)
   return era * 146097 + doe - 719468;
 }
 
-static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
+void rqi_civil_from_days(int64_t z, int64_t *y, int *m, int *d)
 {
   z += 719468;
   int64_t era = (z >= 0 ? z : z - 146096) / 146097;
@@ -204,7 +204,7 @@ static bool is_leap(int64_t y)
   return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
 }
 
-static int days_in_month(int64_t y, int m)
+int rqi_days_in_month(int64_t y, int m)
 {
   static const int dm[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30,
                               31 };
@@ -225,7 +225,7 @@ void rq_iso_time(double ms, char *out)
   int64_t rem = t - days * 86400000;
   int64_t y;
   int m, d;
-  civil_from_days(days, &y, &m, &d);
+  rqi_civil_from_days(days, &y, &m, &d);
   int hh = (int)(rem / 3600000);
   int mi = (int)(rem / 60000 % 60);
   int ss = (int)(rem / 1000 % 60);
@@ -263,9 +263,9 @@ bool rqi_util_parse_iso(const char *s, size_t len, bool strict, double *ms)
   if (mo < 1 || mo > 12 || i >= len || s[i++] != '-')
     return false;
   int d = digits(s, len, &i, 2);
-  if (d < 1 || d > days_in_month(y, mo))
+  if (d < 1 || d > rqi_days_in_month(y, mo))
     return false;
-  double t = (double)days_from_civil(y, mo, d) * 86400000.0;
+  double t = (double)rqi_days_from_civil(y, mo, d) * 86400000.0;
   if (i == len) {
     *ms = t;
     return true;
@@ -366,7 +366,7 @@ static bool parse_http_date(const char *s, double *ms)
   if (i >= len || s[i++] != ' ')
     return false;
   int y = digits(s, len, &i, 4);
-  if (y < 0 || d > days_in_month(y, mo) || i >= len || s[i++] != ' ')
+  if (y < 0 || d > rqi_days_in_month(y, mo) || i >= len || s[i++] != ' ')
     return false;
   int hh = digits(s, len, &i, 2);
   if (hh < 0 || hh > 23 || i >= len || s[i++] != ':')
@@ -379,7 +379,7 @@ static bool parse_http_date(const char *s, double *ms)
     return false;
   if (strcmp(s + i, " GMT") != 0 && strcmp(s + i, " UTC") != 0)
     return false;
-  *ms = ((double)days_from_civil(y, mo, d) * 86400.0 + hh * 3600.0 +
+  *ms = ((double)rqi_days_from_civil(y, mo, d) * 86400.0 + hh * 3600.0 +
          mi * 60.0 + ss) * 1000.0;
   return true;
 }
