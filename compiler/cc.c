@@ -8,9 +8,11 @@
  *      in DIR (or DIR/include/reqon + DIR/lib/reqon, an install prefix);
  *   2. relative to this executable: <exe>/../include/reqon and
  *      <exe>/../lib/reqon (an installed reqonc, so installs relocate);
- *   3. the build tree: <exe>/../runtime and <exe>/ (build/reqonc);
- *   4. the source and build directories reqonc was built from (a BUILD
- *      directory outside the source tree).
+ *   3. the build tree: <exe>/include/reqon and <exe>/ (build/reqonc:
+ *      the headers the Makefile copied beside the library built with
+ *      them, never the source tree's, which may have moved on);
+ *   4. the build directory reqonc was built in, by absolute path (a
+ *      reqonc copied elsewhere without its runtime).
  * RQ_BUILD_FLAGS (sanitizer flags of the build that produced reqonc) are
  * always passed, so a sanitized runtime library gets sanitized callers.
  * $CC, $CFLAGS and $LDFLAGS are honoured (a sanitizer build of the tests
@@ -149,7 +151,7 @@ static bool find_runtime(const CcOptions *o, char *inc, char *lib)
   snprintf(b, sizeof b, "%s/../lib/reqon", exe);
   if(try_dirs(a, b, inc, lib))
     return true;
-  snprintf(a, sizeof a, "%s/../runtime", exe);
+  snprintf(a, sizeof a, "%s/include/reqon", exe);
   if(try_dirs(a, exe, inc, lib))
     return true;
 #if defined(RQ_BUILD_INCDIR) && defined(RQ_BUILD_LIBDIR)

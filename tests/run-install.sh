@@ -8,7 +8,10 @@
 #      compiler at the INSTALLED header and library (-###);
 #   3. it compiles an example into a daemon that lists its missions;
 #   4. the shared conformance runner passes with the installed reqonc
-#      (when ../shared/tools/conformance.py is present, as in CI).
+#      (when ../shared/tools/conformance.py is present, as in CI);
+#   5. a build directory is self-consistent: its reqonc uses the headers
+#      copied beside its library, even when the source tree next to it
+#      has a different reqon.h (a build dir left from an older checkout).
 #
 # Prints PASS/FAIL per check and "install: N passed, M failed"; writes
 # "N M" to $BUILD/test-results/install.
@@ -59,6 +62,21 @@ if env -u REQON_RUNTIME_DIR "$inst/bin/reqonc" ex.reqon -o ex \
   ok "installed reqonc builds a working daemon"
 else
   bad "installed reqonc builds a working daemon" "$work/build.log"
+fi
+
+# 5: a copy of the build directory beside a "source tree" whose reqon.h
+# is not the one the library was built with.
+stale=$work/stale
+mkdir -p "$stale/build/include" "$stale/runtime"
+cp "$BUILD/reqonc" "$BUILD/libreqonrt.a" "$stale/build/" &&
+  cp -r "$BUILD/include/reqon" "$stale/build/include/"
+printf '#error "the source tree header, not the build'"'"'s copy"\n' \
+  > "$stale/runtime/reqon.h"
+if env -u REQON_RUNTIME_DIR "$stale/build/reqonc" ex.reqon -o stale-ex \
+     > "$work/stale.log" 2>&1 && ./stale-ex --list > /dev/null 2>&1; then
+  ok "a build directory uses its own copy of reqon.h"
+else
+  bad "a build directory uses its own copy of reqon.h" "$work/stale.log"
 fi
 
 runner=$top/../shared/tools/conformance.py
