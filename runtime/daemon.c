@@ -321,21 +321,14 @@ static int apply_opt(Cli *cli, const OptDef *o, const char *v,
     break;
   case O_HEALTH_PORT:
   case O_METRICS_PORT:
+  case O_WEBHOOK_PORT:
     if (!parse_int(v, 0, 65535, &n)) {
       usage_error("invalid --%s '%s' (0 to 65535)", o->name, v);
       return 2;
     }
-    if (o->id == O_HEALTH_PORT)
-      cli->health_port = (int)n;
-    else
-      cli->metrics_port = (int)n;
-    break;
-  case O_WEBHOOK_PORT:
-    if (!parse_int(v, 0, 65535, &n)) {
-      usage_error("invalid --webhook-port '%s' (0 to 65535)", v);
-      return 2;
-    }
-    cli->webhook_port = (int)n;
+    *(o->id == O_HEALTH_PORT ? &cli->health_port
+      : o->id == O_METRICS_PORT ? &cli->metrics_port
+      : &cli->webhook_port) = (int)n;
     break;
   case O_WEBHOOK_URL: {
     char err[256];

@@ -1101,7 +1101,7 @@ static void wait_plan(Frame *f, const RqStep *st, const char *path)
 {
   RqRun *run = f->run;
   char pos[512];
-  char *url, *shown;
+  char *url;
   char err[128];
   RqBuf b = RQ_BUF_INIT(0);
 
@@ -1112,13 +1112,8 @@ static void wait_plan(Frame *f, const RqStep *st, const char *path)
               run->action ? run->action : "-", pos, url ? url : path,
               st->wait_expected, st->wait_timeout_ms);
   rq_free(url);
-  shown = rqi_log_redact(b.data);
+  rqi_print_plan(b.data);
   rq_buf_free(&b);
-  flockfile(stdout);
-  fputs(shown, stdout);
-  fflush(stdout);
-  funlockfile(stdout);
-  rq_free(shown);
 }
 
 static int step_wait(Frame *f, const RqStep *st)

@@ -43,8 +43,8 @@ void rqi_health_set_ready(RqReadyState s)
 }
 
 /* MHD's own diagnostics (malformed requests, ...) at DEBUG: they are
- * about clients, not about the daemon. */
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+ * about clients, not about the daemon.  cls names the server. */
+void rqi_mhd_log(void *cls, const char *fmt, va_list ap)
 {
   char line[512];
   size_t n;
@@ -53,7 +53,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
   n = strlen(line);
   while(n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
     line[--n] = '\0';
-  rq_log(RQ_LOG_DEBUG, NULL, "health server: %s", line);
+  rq_log(RQ_LOG_DEBUG, NULL, "%s: %s", (const char *)cls, line);
 }
 
 /* Queues a reply; body is NEW text that this function frees (NULL: an
@@ -232,7 +232,8 @@ RqHealthServer *rqi_health_start(const char *addr, int port, unsigned mask,
                           0, NULL, NULL, on_request, s,
                           /* First, so MHD's own option warnings reach
                            * our logger too. */
-                          MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+                          MHD_OPTION_EXTERNAL_LOGGER, rqi_mhd_log,
+                          (void *)"health server",
                           MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
                           MHD_OPTION_CONNECTION_LIMIT,
                           (unsigned int)HEALTH_MAX_CONNECTIONS,

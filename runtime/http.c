@@ -1484,7 +1484,7 @@ static int dry_run_plan(Call *c)
   RqPager pager;
   json_t *q = json_copy(c->query), *v;
   const char *k, *line, *val;
-  char *url, *shown;
+  char *url;
   size_t nlen;
   bool secret;
 
@@ -1512,14 +1512,8 @@ static int dry_run_plan(Call *c)
   }
   if(c->body)
     rq_buf_addf(&b, "  body: %s\n", c->body);
-  shown = rqi_log_redact(b.data);
+  rqi_print_plan(b.data);
   rq_buf_free(&b);
-  /* Parallel stages print whole blocks, never interleaved lines. */
-  flockfile(stdout);
-  fputs(shown, stdout);
-  fflush(stdout);
-  funlockfile(stdout);
-  rq_free(shown);
   return 0;
 }
 

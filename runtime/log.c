@@ -163,17 +163,6 @@ static bool is_secret_param(const char *n, size_t len)
   return false;
 }
 
-static int hexval(char c)
-{
-  if(c >= '0' && c <= '9')
-    return c - '0';
-  if(c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if(c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 /* Characters that end a query parameter's name or value in log text:
  * the next parameter, the fragment, and whatever cannot be part of a URL
  * written in a message (spaces, quotes, angle brackets, and the
@@ -227,7 +216,8 @@ static char *redact_query(const char *s)
       int hi;
       int lo;
       char c = *e;
-      if(c == '%' && (hi = hexval(e[1])) >= 0 && (lo = hexval(e[2])) >= 0) {
+      if(c == '%' && (hi = rq_hexval(e[1])) >= 0 &&
+         (lo = rq_hexval(e[2])) >= 0) {
         c = (char)(hi * 16 + lo);
         e += 2;
       }
@@ -889,4 +879,16 @@ void rqi_log_write(int level, const RqLogCtx *ctx, const char *fmt, ...)
   pthread_mutex_unlock(&log_mu);
   rq_free(msg);
   rq_free(line);
+}
+
+void rqi_print_plan(const char *text)
+{
+  char *shown = rqi_log_redact(text);
+
+  /* Parallel stages print whole blocks, never interleaved lines. */
+  flockfile(stdout);
+  fputs(shown, stdout);
+  fflush(stdout);
+  funlockfile(stdout);
+  rq_free(shown);
 }

@@ -60,6 +60,9 @@ size_t rqi_log_secret_count(void);
  * of the line).  rqi_log_write applies the same to every line.  Use it
  * for every URL or server text that goes into an error message. */
 char *rqi_log_redact(const char *s);
+/* Prints a --dry-run plan block to stdout in one piece, redacted as a
+ * log line is. */
+void rqi_print_plan(const char *text);
 void rqi_log_shutdown(void);   /* empties the secret registry */
 
 #endif

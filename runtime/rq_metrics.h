@@ -21,6 +21,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdarg.h>
 #include <stddef.h>
 
 #define RQ_METRICS_MAX_SERIES 1000  /* label sets per family */
@@ -121,5 +122,9 @@ int rqi_listen_socket(const char *addr, int port, int *bound, char *err,
                       size_t errlen);
 /* "ADDR:PORT" for messages, IPv6 in brackets. */
 void rqi_listen_addr_text(const char *addr, int port, char *out, size_t n);
+
+/* libmicrohttpd's external logger for our servers: its messages go to
+ * our log at DEBUG; cls is the server's name ("health server"). */
+void rqi_mhd_log(void *cls, const char *fmt, va_list ap);
 
 #endif

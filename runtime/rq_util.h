@@ -63,4 +63,7 @@ int64_t rqi_days_from_civil(int64_t y, int m, int d);
 void rqi_civil_from_days(int64_t days, int64_t *y, int *m, int *d);
 int rqi_days_in_month(int64_t y, int m);
 
+/* The value of hex digit c, or -1 (percent-decoding). */
+int rq_hexval(char c);
+
 #endif

@@ -375,17 +375,6 @@ static bool deliver(RqWebhook *wh, const char *path, WhEvent *e)
 
 /* ------------------------------------------------------------- decoding */
 
-static int hexval(char c)
-{
-  if(c >= '0' && c <= '9')
-    return c - '0';
-  if(c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if(c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 /* Decodes n bytes of one form component into out (>= n bytes): '+' is
  * a space, %XX a byte, a malformed escape is kept as it is.  Returns
  * the decoded length. */
@@ -398,8 +387,8 @@ static size_t form_unescape(const char *s, size_t n, char *out)
 
     if(s[i] == '+')
       out[k++] = ' ';
-    else if(s[i] == '%' && i + 2 < n && (hi = hexval(s[i + 1])) >= 0 &&
-            (lo = hexval(s[i + 2])) >= 0) {
+    else if(s[i] == '%' && i + 2 < n && (hi = rq_hexval(s[i + 1])) >= 0 &&
+            (lo = rq_hexval(s[i + 2])) >= 0) {
       out[k++] = (char)(hi * 16 + lo);
       i += 2;
     }
@@ -532,19 +521,6 @@ static json_t *decode_body(const char *ctype, const char *data, size_t n,
 }
 
 /* ---------------------------------------------------------------- HTTP */
-
-/* MHD's own diagnostics at DEBUG: they are about clients. */
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
-{
-  char line[512];
-  size_t n;
-
-  vsnprintf(line, sizeof(line), fmt, ap);
-  n = strlen(line);
-  while(n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-    line[--n] = '\0';
-  rq_log(RQ_LOG_DEBUG, NULL, "webhook server: %s", line);
-}
 
 /* Queues a reply; body is NEW text that this function frees (NULL: an
  * empty body). */
@@ -769,7 +745,8 @@ RqWebhook *rqi_webhook_start(const char *addr, int port,
   wh->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG,
                            0, NULL, NULL, on_request, wh,
                            /* first, or MHD logs its own way before it */
-                           MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+                           MHD_OPTION_EXTERNAL_LOGGER, rqi_mhd_log,
+                           (void *)"webhook server",
                            MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
                            MHD_OPTION_CONNECTION_LIMIT,
                            (unsigned int)WH_MAX_CONNECTIONS,
